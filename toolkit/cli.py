@@ -136,13 +136,57 @@ def augment() -> None:
     _not_yet("augment")
 
 
-@cli.command(context_settings=_PASS_THROUGH)
-def train() -> None:
-    """Build, train and checkpoint the hybrid U-Net/Transformer model on a store."""
-    from segkit.train.backend import load
+_TRAIN_BLOCKS = ("transformer", "se", "cbam", "attention-gate", "resnext")
 
-    load("segkit train")
-    _not_yet("train")
+
+@cli.command()
+@click.argument("store", type=click.Path(path_type=Path))
+@click.argument("run_dir", type=click.Path(path_type=Path, file_okay=False))
+@click.option("--config", "config_file", type=click.Path(path_type=Path, dir_okay=False),
+              help="YAML settings (schemas/train-config.schema.json) applied over the preset.")
+@click.option("--preset", type=click.Choice(["paper", "cpu-small"]), default="cpu-small", show_default=True,
+              help="paper: ResNet-50, 512², batch 8, 29 epochs, ImageNet encoder; cpu-small: ResNet-18, 64², no "
+                   "pretrained weights.")
+@click.option("--model", "variant", type=click.Choice(["hybrid", "unet", "unet_transformer"]), help="Model variant.")
+@click.option("--without", "without", type=click.Choice(_TRAIN_BLOCKS), multiple=True,
+              help="Ablation: build the variant without this block (repeatable).")
+@click.option("--backbone", help="segmentation_models backbone (resnet18, resnet34, resnet50 …).")
+@click.option("--input-size", type=click.IntRange(32), help="Model input size (multiple of 32).")
+@click.option("--epochs", type=click.IntRange(1), help="Epochs in total (also when resuming).")
+@click.option("--steps-per-epoch", type=click.IntRange(1), help="Cap on steps per epoch.")
+@click.option("--batch-size", type=click.IntRange(1), help="Global batch size.")
+@click.option("--lr", type=click.FloatRange(0, min_open=True), help="Adam learning rate.")
+@click.option("--lambda-dice", type=click.FloatRange(0), help="λ in BCE + λ·Dice.")
+@click.option("--encoder-weights", help="Local Keras .h5 of the backbone without top, 'imagenet' (file in "
+                                        "~/.keras/models) or 'none'.")
+@click.option("--resume", is_flag=True, help="Continue the run in RUN_DIR from its latest checkpoint.")
+@click.option("--max-time", help="Checkpoint and stop cleanly after this long (e.g. 11h30m); exit 0.")
+@click.option("--checkpoint-every", type=click.IntRange(0), help="Also checkpoint every N steps.")
+@click.option("--seed", type=click.IntRange(0, 2**31 - 1), help="Seed of weights, data order and dropout.")
+@click.option("--deterministic", is_flag=True, help="TensorFlow op determinism: bit-identical runs and resumes.")
+@click.option("--strategy", type=click.Choice(["auto", "default", "mirrored", "multiworker"]),
+              help="tf.distribute strategy (auto: multi-worker with TF_CONFIG, mirrored with several GPUs).")
+def train(store: Path, run_dir: Path, config_file: Path | None, preset: str, variant: str | None,
+          without: tuple[str, ...], backbone: str | None, input_size: int | None, epochs: int | None,
+          steps_per_epoch: int | None, batch_size: int | None, lr: float | None, lambda_dice: float | None,
+          encoder_weights: str | None, resume: bool, max_time: str | None, checkpoint_every: int | None,
+          seed: int | None, deterministic: bool, strategy: str | None) -> None:
+    """Train the hybrid U-Net/Transformer (or a variant) on STORE's train split into RUN_DIR."""
+    from segkit.train.config import parse_duration
+    from segkit.train.fit import train_run
+
+    overrides = {
+        "model": {"variant": variant, "backbone": backbone, "input_size": input_size,
+                  "encoder_weights": encoder_weights,
+                  **{block.replace("-", "_"): False for block in without}},
+        "train": {"epochs": epochs, "steps_per_epoch": steps_per_epoch, "batch_size": batch_size,
+                  "learning_rate": lr, "lambda_dice": lambda_dice, "max_time": parse_duration(max_time),
+                  "checkpoint_every": checkpoint_every, "seed": seed, "deterministic": deterministic or None,
+                  "strategy": strategy},
+    }
+    result = train_run(store, run_dir, preset=preset, config_file=config_file, overrides=overrides,
+                       resume=resume, progress=True)
+    click.echo(result.summary(), err=True)
 
 
 @cli.command(context_settings=_PASS_THROUGH)

@@ -153,6 +153,10 @@ def build_model(config: dict[str, Any]) -> Any:
         model = _build_skeleton(model_cfg, seed, keras, blocks, f"{variant}_{name}")
     else:
         raise UsageError("model.variant", f"unknown variant '{variant}'; choose unet, unet_transformer or hybrid.")
+    if model_cfg.get("bn_momentum") is not None:
+        for layer in model.submodules:
+            if isinstance(layer, keras.layers.BatchNormalization):
+                layer.momentum = float(model_cfg["bn_momentum"])
     if weights is not None:
         load_encoder_weights(model, name, size, weights)
     return model

@@ -1,0 +1,152 @@
+"""tf.data input pipeline over a segkit slice store.
+
+Training batches come only from the store's ``train`` split (original and
+augmented slices); validation reads the ``val`` split in order; ``test`` is never
+read here.  Per epoch the slice order is a permutation drawn from
+``numpy.random.default_rng([seed, epoch])`` — a pure function of the seed and
+the epoch — so the data position a run must remember is just ``(epoch, step)``:
+a resumed run rebuilds exactly the same order and starts at the saved step (no
+reshuffling, no replay of the consumed part).
+
+Per slice: parallel reads from Zarr (``num_parallel_calls``, order kept), resize
+to the model size (image bilinear, mask nearest), grey → 3 channels, scaling to
+the encoder's ImageNet input convention (0–255, then segmentation_models'
+``get_preprocessing(backbone)``), batching, prefetch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from segkit.errors import InputError
+from segkit.pipelines.store_view import SliceStore, open_slice_store
+
+__all__ = ["PipelineSpec", "epoch_order", "steps_per_epoch", "train_dataset", "eval_dataset"]
+
+
+@dataclass(frozen=True)
+class PipelineSpec:
+    """What the model needs from the pipeline."""
+
+    input_size: int
+    backbone: str
+    batch_size: int
+    seed: int = 0
+    shuffle: bool = True
+    read_parallelism: int = 0
+    prefetch: int = 0
+
+
+def epoch_order(store: SliceStore, seed: int, epoch: int, shuffle: bool = True) -> np.ndarray:
+    """Train-split slice indices in the order epoch ``epoch`` visits them."""
+    idx = store.indices("train")
+    if not shuffle:
+        return idx
+    return np.random.default_rng([int(seed), int(epoch)]).permutation(idx)
+
+
+def steps_per_epoch(store: SliceStore, batch_size: int, cap: int | None = None) -> int:
+    """Full batches of the train split per epoch (the last partial batch is dropped), optionally capped.
+
+    Raises
+    ------
+    InputError
+        If the train split holds fewer slices than one batch.
+    """
+    n = store.indices("train").size
+    if n < batch_size:
+        raise InputError(str(store.path), f"the train split has {n} slices, fewer than one batch of {batch_size}; "
+                                          "lower --batch-size or add training data.")
+    steps = n // batch_size
+    return min(steps, cap) if cap else steps
+
+
+def _preprocess_fn(spec: PipelineSpec) -> Any:
+    from segkit.train.backend import load
+
+    B = load()
+    tf, sm = B.tf, B.sm
+    encoder_preprocess = sm.get_preprocessing(spec.backbone)
+    size = int(spec.input_size)
+
+    def prepare(image: Any, mask: Any) -> tuple[Any, Any]:
+        image = tf.ensure_shape(image, [None, None])[..., None]
+        mask = tf.ensure_shape(mask, [None, None])[..., None]
+        if image.shape[0] != size or image.shape[1] != size:
+            image = tf.image.resize(image, [size, size], method="bilinear")
+            mask = tf.image.resize(mask, [size, size], method="nearest")
+        image = tf.image.grayscale_to_rgb(tf.cast(image, tf.float32)) * 255.0
+        image = tf.cast(encoder_preprocess(image), tf.float32)
+        return image, tf.cast(mask > 0, tf.float32)
+
+    return prepare
+
+
+def _reader_dataset(store: SliceStore, order: np.ndarray, spec: PipelineSpec, with_index: bool) -> Any:
+    from segkit.train.backend import load
+
+    tf = load().tf
+    h, w = store.shape[1:]
+    parallel = spec.read_parallelism or tf.data.AUTOTUNE
+
+    def read(i: Any) -> tuple[np.ndarray, np.ndarray]:
+        return store.read(int(i))
+
+    def load_slice(i: Any) -> Any:
+        image, mask = tf.numpy_function(read, [i], [tf.float32, tf.uint8], stateful=False)
+        image.set_shape([h, w])
+        mask.set_shape([h, w])
+        return (i, image, mask)
+
+    prepare = _preprocess_fn(spec)
+
+    def finish(i: Any, image: Any, mask: Any) -> Any:
+        image, mask = prepare(image, mask)
+        return (image, mask, i) if with_index else (image, mask)
+
+    ds = tf.data.Dataset.from_tensor_slices(np.asarray(order, dtype=np.int64))
+    ds = ds.map(load_slice, num_parallel_calls=parallel, deterministic=True)
+    return ds.map(finish, num_parallel_calls=parallel, deterministic=True)
+
+
+def train_dataset(store: SliceStore | str | Path, spec: PipelineSpec, epoch: int, start_step: int = 0,
+                  steps: int | None = None, with_index: bool = False) -> Any:
+    """Batches of epoch ``epoch`` from ``start_step`` on: ``(image B×S×S×3, mask B×S×S×1)``.
+
+    Only train-split slices are read.  ``steps`` caps the batches of the epoch
+    (default: every full batch).  ``with_index`` adds each slice's store index
+    as a third element (tests, audits).
+    """
+    from segkit.train.backend import load
+
+    tf = load().tf
+    store = store if isinstance(store, SliceStore) else open_slice_store(store)
+    total = steps_per_epoch(store, spec.batch_size, steps)
+    order = epoch_order(store, spec.seed, epoch, spec.shuffle)[: total * spec.batch_size]
+    order = order[int(start_step) * spec.batch_size:]
+    ds = _reader_dataset(store, order, spec, with_index).batch(spec.batch_size, drop_remainder=True)
+    return ds.prefetch(spec.prefetch or tf.data.AUTOTUNE)
+
+
+def eval_dataset(store: SliceStore | str | Path, spec: PipelineSpec, split: str = "val",
+                 with_index: bool = False) -> Any:
+    """The ``split`` slices in store order, batched (last batch may be smaller).
+
+    Raises
+    ------
+    InputError
+        If the split is empty.
+    """
+    from segkit.train.backend import load
+
+    tf = load().tf
+    store = store if isinstance(store, SliceStore) else open_slice_store(store)
+    order = store.indices(split)
+    if order.size == 0:
+        raise InputError(str(store.path), f"the {split} split is empty; convert with at least one {split} patient.")
+    ds = _reader_dataset(store, order, spec, with_index).batch(spec.batch_size)
+    return ds.prefetch(spec.prefetch or tf.data.AUTOTUNE)

@@ -1,0 +1,464 @@
+"""``train_run``: fit a model on a segkit store into a run directory, resumable and (optionally) bit-exact.
+
+Run directory::
+
+    RUN/config.yaml         the resolved configuration (every switch explicit)
+    RUN/provenance.json     the store's provenance steps + this run's step
+    RUN/checkpoints/        tf.train.CheckpointManager: model, optimizer, epoch, step in epoch,
+                            epoch running totals, best val Dice (RNG state = the dropout call
+                            counters, which are model variables)
+    RUN/best.weights.h5     weights of the epoch with the best val Dice
+    RUN/history.csv         one row per epoch: train and val loss, Dice, IoU, precision, recall
+    RUN/curves.png          those curves (the paper's Figure 5)
+    RUN/logs/{train,val}/   TensorBoard event files
+
+Exact resume: the batch order of an epoch is a pure function of (seed, epoch)
+(:mod:`segkit.pipelines.tfdata`), dropout masks are a pure function of (layer
+seed, call count) (:class:`segkit.train.blocks.SeededDropout`), and every counter
+is in the checkpoint; with ``deterministic`` (TensorFlow op determinism) a run
+killed at any point and resumed ends with the same bits as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import hashlib
+import io
+import json
+import logging
+import os
+import platform
+import signal
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from segkit._version import __version__
+from segkit.errors import InputError, OutputExistsError, UsageError
+
+__all__ = ["TrainResult", "train_run", "load_run_model", "HISTORY_FIELDS", "KILL_ENV"]
+
+log = logging.getLogger("segkit.train")
+
+METRICS = ("loss", "dice", "iou", "precision", "recall")
+HISTORY_FIELDS = ("epoch", "step", *[f"{p}{m}" for p in ("", "val_") for m in METRICS], "seconds")
+#: Fault injection for the crash-resume test: SIGKILL this process right after global step N.
+KILL_ENV = "SEGKIT_TEST_KILL_AFTER_STEP"
+
+
+@dataclass
+class TrainResult:
+    """What a call to :func:`train_run` did."""
+
+    run_dir: Path
+    epochs_done: int
+    global_step: int
+    best_val_dice: float
+    stopped_early: bool = False
+    resumed: bool = False
+    history: list[dict[str, float]] = field(default_factory=list)
+
+    def summary(self) -> str:
+        """One line for people."""
+        if self.stopped_early:
+            return (f"stopped at the time limit after epoch {self.epochs_done}, step {self.global_step}; checkpoint "
+                    f"saved. Continue with: segkit train STORE {self.run_dir} --resume")
+        return (f"trained {self.epochs_done} epochs ({self.global_step} steps); best val Dice "
+                f"{self.best_val_dice:.4f}; run in {self.run_dir}")
+
+
+# ----------------------------------------------------------------------------------------- helpers
+def _utc_now() -> str:
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def _atomic_write(path: Path, data: bytes | str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_bytes(data.encode("utf-8") if isinstance(data, str) else data)
+    os.replace(tmp, path)
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _read_history(path: Path) -> list[dict[str, float]]:
+    if not path.is_file():
+        return []
+    with open(path, newline="") as f:
+        return [{k: float(v) for k, v in row.items()} for row in csv.DictReader(f)]
+
+
+def _write_history(path: Path, rows: list[dict[str, float]]) -> None:
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=HISTORY_FIELDS, lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: (int(row[k]) if k in ("epoch", "step") else f"{row[k]:.6f}") for k in HISTORY_FIELDS})
+    _atomic_write(path, buf.getvalue())
+
+
+def write_curves(history: list[dict[str, float]], path: Path) -> None:
+    """PNG of loss, Dice, IoU, precision and recall per epoch, train and val (the paper's Figure 5)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    epochs = [int(r["epoch"]) for r in history]
+    fig, axes = plt.subplots(1, len(METRICS), figsize=(4 * len(METRICS), 3.2), constrained_layout=True)
+    for ax, metric in zip(axes, METRICS):
+        ax.plot(epochs, [r[metric] for r in history], marker="o", ms=3, label="train")
+        ax.plot(epochs, [r[f"val_{metric}"] for r in history], marker="o", ms=3, label="val")
+        ax.set_title(metric if metric != "loss" else "loss (BCE + λ·Dice)")
+        ax.set_xlabel("epoch")
+        ax.grid(alpha=0.3)
+    axes[0].legend()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=90)
+    plt.close(fig)
+    _atomic_write(path, buf.getvalue())
+
+
+def _scalar(tf: Any, tag: str, value: float) -> None:
+    """A TensorBoard scalar, written the way ``tensorboard.summary.scalar`` does (no TensorBoard install needed)."""
+    from tensorflow.core.framework import summary_pb2
+
+    meta = summary_pb2.SummaryMetadata(plugin_data=summary_pb2.SummaryMetadata.PluginData(plugin_name="scalars"))
+    tf.summary.write(tag, tf.constant(value, tf.float32), metadata=meta)
+
+
+def _make_strategy(tf: Any, name: str) -> Any:
+    gpus = tf.config.list_logical_devices("GPU")
+    if name == "multiworker" or (name == "auto" and os.environ.get("TF_CONFIG")):
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    if name == "mirrored" or (name == "auto" and len(gpus) > 1):
+        if gpus:
+            return tf.distribute.MirroredStrategy()
+        cpus = [d.name for d in tf.config.list_logical_devices("CPU")]
+        return tf.distribute.MirroredStrategy(devices=cpus)
+    return tf.distribute.get_strategy()
+
+
+def _is_chief(strategy: Any) -> bool:
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if resolver is None or not getattr(resolver, "task_type", None):
+        return True
+    return resolver.task_type in ("chief", None) or (resolver.task_type == "worker" and resolver.task_id == 0)
+
+
+def _versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {"python": platform.python_version(), "segkit": __version__}
+    for pkg in ("tensorflow", "tf-keras", "segmentation-models", "numpy", "zarr"):
+        try:
+            out[pkg] = version(pkg)
+        except PackageNotFoundError:
+            out[pkg] = "absent"
+    return out
+
+
+# ----------------------------------------------------------------------------------------- run dir
+def prepare_run_dir(run_dir: Path, config: dict[str, Any] | None, resume: bool,
+                    overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Check the run directory and return the config to train with (no files written).
+
+    A new run needs a missing or empty ``run_dir``.  ``resume`` needs a run
+    directory with ``config.yaml``; its config is used, with only ``epochs`` and
+    ``max_time`` taken from ``overrides``.
+
+    Raises
+    ------
+    OutputExistsError
+        A new run into a directory that holds files.
+    InputError
+        ``resume`` on a directory that is not a segkit run.
+    UsageError
+        ``resume`` with overrides that would change the model or the data.
+    """
+    import yaml
+
+    from segkit.train.config import resolve
+
+    run_dir = Path(run_dir)
+    if not resume:
+        if run_dir.exists() and any(run_dir.iterdir()):
+            raise OutputExistsError(str(run_dir), "already holds a run; pass --resume to continue it or choose a "
+                                                  "new run directory.")
+        assert config is not None
+        return config
+    cfg_path = run_dir / "config.yaml"
+    if not cfg_path.is_file():
+        raise InputError(str(run_dir), "is not a segkit run directory (no config.yaml); nothing to resume.")
+    saved = resolve(yaml.safe_load(cfg_path.read_text("utf-8")), str(cfg_path))
+    for section, values in (overrides or {}).items():
+        for key, value in (values or {}).items():
+            if value is None:
+                continue
+            if (section, key) in (("train", "epochs"), ("train", "max_time")):
+                saved[section][key] = value
+            elif saved.get(section, {}).get(key) != value:
+                raise UsageError(f"--{key.replace('_', '-')}", "cannot change when resuming (the run's config.yaml "
+                                                               "fixes it); only --epochs and --max-time can.")
+    return resolve(saved, str(cfg_path))
+
+
+def load_run_model(run_dir: Path, weights: str = "best") -> Any:
+    """Rebuild a run's model from ``config.yaml`` and load ``best.weights.h5`` (or the latest checkpoint)."""
+    import yaml
+
+    from segkit.train.config import resolve
+    from segkit.train.model import build_model
+
+    run_dir = Path(run_dir)
+    config = resolve(yaml.safe_load((run_dir / "config.yaml").read_text("utf-8")))
+    config["model"]["encoder_weights"] = None
+    model = build_model(config)
+    if weights == "best":
+        model.load_weights(str(run_dir / "best.weights.h5"))
+    else:
+        from segkit.train.backend import load
+
+        tf = load().tf
+        tf.train.Checkpoint(model=model).restore(tf.train.latest_checkpoint(str(run_dir / "checkpoints"))).expect_partial()
+    return model
+
+
+# ----------------------------------------------------------------------------------------- training
+def train_run(store: str | Path, run_dir: str | Path, config: dict[str, Any] | None = None, *,
+              preset: str = "cpu-small", config_file: str | Path | None = None,
+              overrides: dict[str, Any] | None = None, resume: bool = False, progress: bool = True,
+              after_step: Callable[[int], None] | None = None) -> TrainResult:
+    """Train (or continue training) the configured model on ``store`` into ``run_dir``.
+
+    Parameters
+    ----------
+    store:
+        A segkit slice store; batches come only from its train split, validation from its val split.
+    run_dir:
+        Output directory (see the module docstring).
+    config:
+        A resolved config (:func:`segkit.train.config.load_config`); if absent it is
+        made from ``preset``, ``config_file`` and ``overrides``.  Ignored with ``resume``.
+    preset, config_file, overrides:
+        See :func:`segkit.train.config.load_config`; with ``resume`` only
+        ``train.epochs`` and ``train.max_time`` may be overridden.
+    resume:
+        Continue the run in ``run_dir`` from its latest checkpoint.
+    progress:
+        Show a progress bar per epoch on stderr.
+    after_step:
+        Called with the global step after each step (and its checkpoint).
+
+    Raises
+    ------
+    InputError, UsageError, OutputExistsError
+        Bad store, config, encoder weights or run directory — all checked before anything is written.
+    """
+    from tqdm import tqdm
+
+    from segkit.pipelines.store_view import open_slice_store
+    from segkit.pipelines.tfdata import PipelineSpec, eval_dataset, steps_per_epoch, train_dataset
+    from segkit.train import losses
+    from segkit.train.backend import load
+    from segkit.train.config import dump
+    from segkit.train.model import build_model
+
+    from segkit.train.config import load_config
+
+    started, t0 = _utc_now(), time.monotonic()
+    run_dir = Path(run_dir)
+    if config is None and not resume:
+        config = load_config(preset, Path(config_file) if config_file else None, overrides)
+    config = prepare_run_dir(run_dir, config, resume, overrides)
+    mcfg, tcfg, dcfg = config["model"], config["train"], config["data"]
+    slices = open_slice_store(store)
+    n_steps = steps_per_epoch(slices, tcfg["batch_size"], tcfg["steps_per_epoch"])
+    if slices.indices("val").size == 0:
+        raise InputError(str(store), "the val split is empty; training needs validation patients "
+                                     "(convert with --val-patients 1 or more).")
+    if resume and not (run_dir / "checkpoints" / "checkpoint").is_file():
+        raise InputError(str(run_dir), "has no checkpoint yet; start it again without --resume into a new directory.")
+
+    B = load()
+    tf, keras = B.tf, B.keras
+    seed = int(tcfg["seed"])
+    if tcfg["deterministic"]:
+        tf.config.experimental.enable_op_determinism()
+    keras.utils.set_random_seed(seed)
+    strategy = _make_strategy(tf, tcfg["strategy"])
+    replicas = strategy.num_replicas_in_sync
+    global_batch = int(tcfg["batch_size"])
+    if global_batch % replicas:
+        raise UsageError("--batch-size", f"{global_batch} does not split over {replicas} replicas; use a multiple "
+                                         f"of {replicas}.")
+    chief = _is_chief(strategy)
+
+    with strategy.scope():
+        model = build_model(config)  # checks encoder weights before the run dir is touched
+        optimizer = keras.optimizers.Adam(learning_rate=float(tcfg["learning_rate"]))
+        optimizer.build(model.trainable_variables)
+        epoch_var = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
+        step_var = tf.Variable(0, dtype=tf.int64, trainable=False, name="step_in_epoch")
+        best_var = tf.Variable(-1.0, dtype=tf.float64, trainable=False, name="best_val_dice")
+        totals = tf.Variable(tf.zeros(5, tf.float64), trainable=False, name="epoch_totals")  # loss, n, tp, fp, fn
+
+    # Everything is validated: from here on the run directory is written.
+    run_dir.mkdir(parents=True, exist_ok=True)
+    ckpt_dir = run_dir / "checkpoints"
+    if not chief:  # MultiWorkerMirroredStrategy: every worker saves, only the chief's copy is kept
+        ckpt_dir = run_dir / "workers" / f"{strategy.cluster_resolver.task_type}-{strategy.cluster_resolver.task_id}"
+    checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer, epoch=epoch_var, step_in_epoch=step_var,
+                                     best_val_dice=best_var, epoch_totals=totals)
+    manager = tf.train.CheckpointManager(checkpoint, str(ckpt_dir), max_to_keep=int(tcfg["max_to_keep"]))
+    if resume:
+        checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
+        log.info("resumed from %s (epoch %d, step %d of %d)", Path(manager.latest_checkpoint).name,
+                 int(epoch_var.numpy()) + 1, int(step_var.numpy()), n_steps)
+    elif chief:
+        _atomic_write(run_dir / "config.yaml", dump(config))
+
+    spec = PipelineSpec(input_size=int(mcfg["input_size"]), backbone=mcfg["backbone"], batch_size=global_batch,
+                        seed=seed, shuffle=bool(dcfg["shuffle"]), read_parallelism=int(dcfg["read_parallelism"]),
+                        prefetch=int(dcfg["prefetch"]))
+    lam, eps = float(tcfg["lambda_dice"]), float(tcfg["dice_epsilon"])
+
+    def per_replica_train(x: Any, y: Any) -> tuple[Any, Any]:
+        with tf.GradientTape() as tape:
+            p = model(x, training=True)
+            per_example = losses.bce_dice_loss(y, p, lam, eps)
+            loss = tf.reduce_sum(per_example) / global_batch
+        grads = tape.gradient(loss, model.trainable_variables)
+        optimizer.apply_gradients(zip(grads, model.trainable_variables))
+        stats = tf.concat([[tf.reduce_sum(tf.cast(per_example, tf.float64)),
+                            tf.cast(tf.shape(per_example)[0], tf.float64)], losses.confusion_counts(y, p)], 0)
+        return stats
+
+    def per_replica_eval(x: Any, y: Any) -> Any:
+        p = model(x, training=False)
+        per_example = losses.bce_dice_loss(y, p, lam, eps)
+        return tf.concat([[tf.reduce_sum(tf.cast(per_example, tf.float64)),
+                           tf.cast(tf.shape(per_example)[0], tf.float64)], losses.confusion_counts(y, p)], 0)
+
+    @tf.function
+    def train_step(batch: Any) -> Any:
+        stats = strategy.reduce(tf.distribute.ReduceOp.SUM, strategy.run(per_replica_train, args=batch), axis=None)
+        totals.assign_add(stats)
+        return stats
+
+    @tf.function
+    def eval_step(batch: Any) -> Any:
+        return strategy.reduce(tf.distribute.ReduceOp.SUM, strategy.run(per_replica_eval, args=batch), axis=None)
+
+    def epoch_scores(t: Any) -> dict[str, float]:
+        loss_sum, n, tp, fp, fn = (float(v) for v in t)
+        return {"loss": loss_sum / max(n, 1.0), **losses.scores(tp, fp, fn)}
+
+    logs = run_dir / "logs"
+    writers = {k: tf.summary.create_file_writer(str(logs / k)) for k in ("train", "val")} if chief else {}
+    history_path = run_dir / "history.csv"
+    history = [r for r in _read_history(history_path) if r["epoch"] <= int(epoch_var.numpy())]
+    epochs = int(tcfg["epochs"])
+    max_time = tcfg.get("max_time")
+    kill_after = int(os.environ[KILL_ENV]) if os.environ.get(KILL_ENV) else None
+    val_ds = strategy.experimental_distribute_dataset(eval_dataset(slices, spec, "val"))
+    stopped = False
+    epoch_t0 = time.monotonic()
+
+    while int(epoch_var.numpy()) < epochs and not stopped:
+        epoch = int(epoch_var.numpy())
+        start = int(step_var.numpy())
+        ds = strategy.experimental_distribute_dataset(
+            train_dataset(slices, spec, epoch=epoch, start_step=start, steps=n_steps))
+        bar = tqdm(total=n_steps, initial=start, desc=f"epoch {epoch + 1}/{epochs}", unit="step",
+                   file=sys.stderr, disable=not progress, dynamic_ncols=True, leave=True)
+        for batch in ds:
+            stats = train_step(batch)
+            step_var.assign_add(1)
+            gstep = int(optimizer.iterations.numpy())
+            if chief:
+                with writers["train"].as_default(step=gstep):
+                    _scalar(tf, "step_loss", float(stats[0] / stats[1]))
+            bar.update(1)
+            bar.set_postfix(loss=f"{float(totals[0] / totals[1]):.4f}")
+            if tcfg["checkpoint_every"] and gstep % int(tcfg["checkpoint_every"]) == 0:
+                manager.save(checkpoint_number=gstep)
+            if after_step is not None:
+                after_step(gstep)
+            if kill_after is not None and gstep == kill_after:
+                os.kill(os.getpid(), signal.SIGKILL)
+            if max_time is not None and time.monotonic() - t0 >= max_time and int(step_var.numpy()) < n_steps:
+                manager.save(checkpoint_number=gstep)
+                stopped = True
+                break
+        bar.close()
+        if stopped:
+            break
+        # ---- end of epoch: validate, log, keep the best weights, checkpoint
+        val_totals = tf.zeros(5, tf.float64)
+        for batch in val_ds:
+            val_totals += eval_step(batch)
+        train_s, val_s = epoch_scores(totals.numpy()), epoch_scores(val_totals.numpy())
+        row = {"epoch": epoch + 1, "step": int(optimizer.iterations.numpy()), **train_s,
+               **{f"val_{k}": v for k, v in val_s.items()}, "seconds": time.monotonic() - epoch_t0}
+        history = [r for r in history if r["epoch"] < epoch + 1] + [row]
+        if chief:
+            for split, s in (("train", train_s), ("val", val_s)):
+                with writers[split].as_default(step=epoch + 1):
+                    for k, v in s.items():
+                        _scalar(tf, k, v)
+                writers[split].flush()
+            _write_history(history_path, history)
+            write_curves(history, run_dir / "curves.png")
+            if val_s["dice"] > float(best_var.numpy()):
+                tmp = run_dir / ".best.weights.tmp.h5"
+                model.save_weights(str(tmp))
+                os.replace(tmp, run_dir / "best.weights.h5")
+        if val_s["dice"] > float(best_var.numpy()):
+            best_var.assign(val_s["dice"])
+        log.info("epoch %d/%d: loss %.4f dice %.4f | val loss %.4f dice %.4f iou %.4f", epoch + 1, epochs,
+                 train_s["loss"], train_s["dice"], val_s["loss"], val_s["dice"], val_s["iou"])
+        epoch_var.assign_add(1)
+        step_var.assign(0)
+        totals.assign(tf.zeros(5, tf.float64))
+        manager.save(checkpoint_number=int(optimizer.iterations.numpy()))
+        epoch_t0 = time.monotonic()
+
+    result = TrainResult(run_dir=run_dir, epochs_done=int(epoch_var.numpy()), global_step=int(optimizer.iterations.numpy()),
+                         best_val_dice=float(best_var.numpy()), stopped_early=stopped, resumed=resume, history=history)
+    if chief:
+        _write_provenance(run_dir, slices, config, started, seed, result)
+    return result
+
+
+def _write_provenance(run_dir: Path, slices: Any, config: dict[str, Any], started: str, seed: int,
+                      result: TrainResult) -> None:
+    best = run_dir / "best.weights.h5"
+    path = run_dir / "provenance.json"
+    previous = json.loads(path.read_text("utf-8")) if path.is_file() else None
+    steps = list(previous["steps"]) if previous else list(slices.attrs.get("provenance", []))
+    steps.append({
+        "step": "train",
+        "segkit_version": __version__,
+        "start": started,
+        "end": _utc_now(),
+        "parameters": config,
+        "resumed": result.resumed,
+        "input_digest": slices.provenance_digest(),
+        "input": {"store": slices.path.name, "store_provenance_sha256": slices.provenance_digest(),
+                  "slices": {s: int(slices.indices(s).size) for s in ("train", "val", "test")}},
+        "output_digest": _sha256(best) if best.is_file() else None,
+        "seed": seed,
+        "versions": _versions(),
+        "result": {"epochs_done": result.epochs_done, "global_step": result.global_step,
+                   "best_val_dice": result.best_val_dice, "stopped_early": result.stopped_early},
+    })
+    _atomic_write(path, json.dumps({"steps": steps}, indent=2, default=str) + "\n")
