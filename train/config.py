@@ -64,7 +64,7 @@ _CPU_SMALL["model"].update(
     backbone="resnet18", input_size=64, encoder_weights=None, decoder_filters=[64, 32, 16, 16], se_ratio=8, bn_momentum=0.9,
     bottleneck={"depth": 2, "heads": 4, "hidden": 256, "dropout": 0.1, "activation": "gelu"},
 )
-_CPU_SMALL["train"].update(epochs=20, batch_size=8, learning_rate=1.0e-3, checkpoint_every=0)
+_CPU_SMALL["train"].update(epochs=12, batch_size=8, learning_rate=3.0e-3, checkpoint_every=0)
 
 #: Named starting points: ``paper`` (the reference paper's setup) and ``cpu-small`` (2-core CPU, tests, demo).
 PRESETS: dict[str, dict[str, Any]] = {"paper": _PAPER, "cpu-small": _CPU_SMALL}

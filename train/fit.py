@@ -419,7 +419,7 @@ def train_run(store: str | Path, run_dir: str | Path, config: dict[str, Any] | N
             _write_history(history_path, history)
             write_curves(history, run_dir / "curves.png")
             if val_s["dice"] > float(best_var.numpy()):
-                tmp = run_dir / ".best.weights.tmp.h5"
+                tmp = run_dir / ".best.tmp.weights.h5"
                 model.save_weights(str(tmp))
                 os.replace(tmp, run_dir / "best.weights.h5")
         if val_s["dice"] > float(best_var.numpy()):
