@@ -23,7 +23,8 @@ from typing import Any
 import numpy as np
 
 from segkit.errors import InputError
-from segkit.pipelines.store_view import SliceStore, open_slice_store
+from segkit.pipelines.training_store import open_training_store
+from segkit.store import Store
 
 __all__ = ["PipelineSpec", "epoch_order", "steps_per_epoch", "train_dataset", "eval_dataset"]
 
@@ -41,7 +42,7 @@ class PipelineSpec:
     prefetch: int = 0
 
 
-def epoch_order(store: SliceStore, seed: int, epoch: int, shuffle: bool = True) -> np.ndarray:
+def epoch_order(store: Store, seed: int, epoch: int, shuffle: bool = True) -> np.ndarray:
     """Train-split slice indices in the order epoch ``epoch`` visits them."""
     idx = store.indices("train")
     if not shuffle:
@@ -49,7 +50,7 @@ def epoch_order(store: SliceStore, seed: int, epoch: int, shuffle: bool = True) 
     return np.random.default_rng([int(seed), int(epoch)]).permutation(idx)
 
 
-def steps_per_epoch(store: SliceStore, batch_size: int, cap: int | None = None) -> int:
+def steps_per_epoch(store: Store, batch_size: int, cap: int | None = None) -> int:
     """Full batches of the train split per epoch (the last partial batch is dropped), optionally capped.
 
     Raises
@@ -86,15 +87,16 @@ def _preprocess_fn(spec: PipelineSpec) -> Any:
     return prepare
 
 
-def _reader_dataset(store: SliceStore, order: np.ndarray, spec: PipelineSpec, with_index: bool) -> Any:
+def _reader_dataset(store: Store, order: np.ndarray, spec: PipelineSpec, with_index: bool) -> Any:
     from segkit.train.backend import load
 
     tf = load().tf
-    h, w = store.shape[1:]
+    h, w = (int(d) for d in store.image.shape[1:])
     parallel = spec.read_parallelism or tf.data.AUTOTUNE
 
     def read(i: Any) -> tuple[np.ndarray, np.ndarray]:
-        return store.read(int(i))
+        image, mask = store.read(int(i))
+        return np.asarray(image, np.float32), np.asarray(mask, np.uint8)
 
     def load_slice(i: Any) -> Any:
         image, mask = tf.numpy_function(read, [i], [tf.float32, tf.uint8], stateful=False)
@@ -113,7 +115,7 @@ def _reader_dataset(store: SliceStore, order: np.ndarray, spec: PipelineSpec, wi
     return ds.map(finish, num_parallel_calls=parallel, deterministic=True)
 
 
-def train_dataset(store: SliceStore | str | Path, spec: PipelineSpec, epoch: int, start_step: int = 0,
+def train_dataset(store: Store | str | Path, spec: PipelineSpec, epoch: int, start_step: int = 0,
                   steps: int | None = None, with_index: bool = False) -> Any:
     """Batches of epoch ``epoch`` from ``start_step`` on: ``(image B×S×S×3, mask B×S×S×1)``.
 
@@ -124,7 +126,7 @@ def train_dataset(store: SliceStore | str | Path, spec: PipelineSpec, epoch: int
     from segkit.train.backend import load
 
     tf = load().tf
-    store = store if isinstance(store, SliceStore) else open_slice_store(store)
+    store = store if isinstance(store, Store) else open_training_store(store)
     total = steps_per_epoch(store, spec.batch_size, steps)
     order = epoch_order(store, spec.seed, epoch, spec.shuffle)[: total * spec.batch_size]
     order = order[int(start_step) * spec.batch_size:]
@@ -132,7 +134,7 @@ def train_dataset(store: SliceStore | str | Path, spec: PipelineSpec, epoch: int
     return ds.prefetch(spec.prefetch or tf.data.AUTOTUNE)
 
 
-def eval_dataset(store: SliceStore | str | Path, spec: PipelineSpec, split: str = "val",
+def eval_dataset(store: Store | str | Path, spec: PipelineSpec, split: str = "val",
                  with_index: bool = False) -> Any:
     """The ``split`` slices in store order, batched (last batch may be smaller).
 
@@ -144,7 +146,7 @@ def eval_dataset(store: SliceStore | str | Path, spec: PipelineSpec, split: str 
     from segkit.train.backend import load
 
     tf = load().tf
-    store = store if isinstance(store, SliceStore) else open_slice_store(store)
+    store = store if isinstance(store, Store) else open_training_store(store)
     order = store.indices(split)
     if order.size == 0:
         raise InputError(str(store.path), f"the {split} split is empty; convert with at least one {split} patient.")

@@ -34,36 +34,28 @@ def phantom_slices(patients: int = 6, slices: int = 12, size: int = 64, seed: in
 
 def write_phantom_store(path: Path, patients: int = 6, slices: int = 12, size: int = 64, seed: int = 0,
                         split_of: dict[str, str] | None = None, augmented_parents: list[int] | None = None) -> Path:
-    """Write a store; default split: last patient test, the one before val, the rest train."""
-    import zarr
+    """Write a store with :class:`segkit.store.StoreWriter`.
+
+    Default split: last patient test, the one before val, the rest train.
+    ``augmented_parents``: rows to append again, flipped, as augmented rows of the same patient and split.
+    """
+    from segkit.provenance import provenance_step
+    from segkit.store import StoreWriter
 
     images, masks, patient = phantom_slices(patients, slices, size, seed)
     names = sorted(set(patient.tolist()))
     split_of = split_of or {n: ("test" if i == len(names) - 1 else "val" if i == len(names) - 2 else "train")
                             for i, n in enumerate(names)}
-    split = np.array([split_of[p] for p in patient])
-    index = np.tile(np.arange(slices), patients)
-    parent = np.full(len(patient), -1)
-    source = np.array(["original"] * len(patient))
-    transform = np.array([""] * len(patient))
-    for par in augmented_parents or []:
-        images = np.concatenate([images, np.flip(images[par], 1)[None]])
-        masks = np.concatenate([masks, np.flip(masks[par], 1)[None]])
-        patient = np.append(patient, patient[par]); split = np.append(split, split[par])
-        index = np.append(index, index[par]); parent = np.append(parent, par)
-        source = np.append(source, "augmented"); transform = np.append(transform, json.dumps({"flip": "lr"}))
-    root = zarr.open_group(str(path), mode="w", zarr_format=3)
-    n = len(patient)
-    root.create_array("image", shape=images.shape, chunks=(1, size, size), dtype="float32")[:] = images
-    root.create_array("mask", shape=masks.shape, chunks=(1, size, size), dtype="uint8")[:] = masks
-    g = root.create_group("slices")
-    for name, values in [("patient", patient), ("series", np.char.add(patient, "-S1")), ("split", split),
-                         ("source", source), ("transform", transform)]:
-        g.create_array(name, shape=(n,), dtype=str)[:] = values.astype(str)
-    g.create_array("index", shape=(n,), dtype="int32")[:] = index
-    g.create_array("position", shape=(n,), dtype="float64")[:] = index * 2.0
-    g.create_array("parent", shape=(n,), dtype="int64")[:] = parent
-    root.attrs["segkit"] = {"format": "segkit-slices", "version": 1, "size": size,
-                            "split": split_of,
-                            "provenance": [{"step": "phantom", "seed": seed, "params": {"patients": patients}}]}
+    step = provenance_step("phantom", {"patients": patients, "slices": slices, "size": size}, seed=seed)
+    spacing = {f"{n}-S1": [2.0, 1.0, 1.0] for n in names}
+    with StoreWriter(path, (size, size), provenance=[step], attrs={"spacing": spacing}) as writer:
+        for n in names:
+            rows = np.flatnonzero(patient == n)
+            writer.append(images[rows], masks[rows], patient=n, series=f"{n}-S1", split=split_of[n],
+                          index=np.arange(rows.size), position=np.arange(rows.size) * 2.0)
+        for par in augmented_parents or []:
+            n = str(patient[par])
+            writer.append(np.flip(images[par], 1), np.flip(masks[par], 1), patient=n, series=f"{n}-S1",
+                          split=split_of[n], index=int(par % slices), position=float(par % slices) * 2.0,
+                          source="augmented", parent=int(par), transform=json.dumps({"flip": "lr"}))
     return path

@@ -7,7 +7,7 @@ import pytest
 
 from phantom_store import write_phantom_store
 from segkit.errors import InputError
-from segkit.pipelines.store_view import open_slice_store
+from segkit.pipelines.training_store import open_training_store
 
 pytest.importorskip("tensorflow")
 pytest.importorskip("tf_keras")
@@ -15,7 +15,7 @@ pytest.importorskip("tf_keras")
 
 @pytest.fixture(scope="module")
 def store(tmp_path_factory):
-    return open_slice_store(write_phantom_store(tmp_path_factory.mktemp("pipe") / "s.zarr", size=48,
+    return open_training_store(write_phantom_store(tmp_path_factory.mktemp("pipe") / "s.zarr", size=48,
                                                 augmented_parents=[0, 13]))
 
 
@@ -80,10 +80,10 @@ def test_test_split_is_never_a_training_input(store):
         assert not set(epoch_order(store, 0, epoch).tolist()) & set(store.indices("test").tolist())
 
 
-def test_augmented_slice_of_a_val_patient_is_refused(tmp_path):
-    path = write_phantom_store(tmp_path / "leak.zarr", augmented_parents=[50])  # slice 50 is a val slice
-    with pytest.raises(InputError, match=r"leak\.zarr: 1 augmented slices descend from val/test slices"):
-        open_slice_store(path)
+def test_augmented_slice_outside_train_is_refused(tmp_path):
+    path = write_phantom_store(tmp_path / "leak.zarr", augmented_parents=[50])  # slice 50 is a val patient's
+    with pytest.raises(InputError, match=r"leak\.zarr: 1 augmented slices are not in the train split"):
+        open_training_store(path)
 
 
 def test_patient_in_train_and_val_is_refused(tmp_path):
@@ -91,17 +91,17 @@ def test_patient_in_train_and_val_is_refused(tmp_path):
 
     path = write_phantom_store(tmp_path / "mixed.zarr")
     split = zarr.open_group(str(path), mode="r+")["slices"]["split"]
-    split[0] = "val"
+    split[0] = "val"  # written behind the writer's back: the writer itself refuses such a split
     with pytest.raises(InputError, match=r"mixed\.zarr: 1 patient\(s\) have slices in train and in val/test"):
-        open_slice_store(path)
+        open_training_store(path)
 
 
 def test_a_folder_that_is_not_a_store_is_refused(tmp_path):
     (tmp_path / "empty.zarr").mkdir()
-    with pytest.raises(InputError, match=r"empty\.zarr: is not a segkit store"):
-        open_slice_store(tmp_path / "empty.zarr")
-    with pytest.raises(InputError, match=r"nowhere\.zarr: store not found"):
-        open_slice_store(tmp_path / "nowhere.zarr")
+    with pytest.raises(InputError, match=r"empty\.zarr: is not a Zarr v3 group"):
+        open_training_store(tmp_path / "empty.zarr")
+    with pytest.raises(InputError, match=r"nowhere\.zarr: no such store"):
+        open_training_store(tmp_path / "nowhere.zarr")
 
 
 @pytest.mark.train

@@ -89,13 +89,15 @@ def test_cpu_small_learns_on_the_phantom_and_writes_the_run(store, tmp_path):
     config = yaml.safe_load((run / "config.yaml").read_text())
     validate(config, "train-config")
     assert config["model"]["variant"] == "hybrid" and config["model"]["se"] is True
-    steps = json.loads((run / "provenance.json").read_text())["steps"]
-    assert [s["step"] for s in steps] == ["phantom", "train"]
-    from segkit.pipelines.store_view import open_slice_store
+    steps = json.loads((run / "provenance.json").read_text())
+    validate(steps, "provenance")
+    assert [s["name"] for s in steps] == ["phantom", "train"]
+    from segkit.store import open_store
 
-    assert steps[-1]["input_digest"] == open_slice_store(store).provenance_digest()
-    assert steps[-1]["versions"]["tensorflow"].startswith("2.21") and steps[-1]["seed"] == 0
-    assert steps[-1]["input"]["slices"] == {"train": 48, "val": 12, "test": 12}
+    assert steps[-1]["input_digest"] == open_store(store).digest()
+    assert steps[-1]["parameters"]["environment"]["tensorflow"].startswith("2.21") and steps[-1]["seed"] == 0
+    assert steps[-1]["parameters"]["slices"] == {"train": 48, "val": 12, "test": 12}
+    assert steps[-1]["parameters"]["config"] == config
 
     import tensorflow as tf
 
@@ -173,7 +175,7 @@ def test_bad_store_is_one_line_error_and_no_run_dir(tmp_path):
     (tmp_path / "notes.zarr").mkdir()
     result = invoke(["train", str(tmp_path / "notes.zarr"), str(tmp_path / "run")])
     assert result.exit_code == 1 and result.output.count("\n") == 1
-    assert "error: " in result.output and "notes.zarr: is not a segkit store" in result.output
+    assert result.output.startswith("error: ") and "notes.zarr: is not a Zarr v3 group" in result.output
     assert not (tmp_path / "run").exists()
 
 

@@ -22,8 +22,6 @@ killed at any point and resumed ends with the same bits as an uninterrupted one.
 from __future__ import annotations
 
 import csv
-import datetime as dt
-import hashlib
 import io
 import json
 import logging
@@ -72,21 +70,15 @@ class TrainResult:
 
 # ----------------------------------------------------------------------------------------- helpers
 def _utc_now() -> str:
-    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
+    from segkit.provenance import utc_now
+
+    return utc_now()
 
 
 def _atomic_write(path: Path, data: bytes | str) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_bytes(data.encode("utf-8") if isinstance(data, str) else data)
     os.replace(tmp, path)
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _read_history(path: Path) -> list[dict[str, float]]:
@@ -265,7 +257,7 @@ def train_run(store: str | Path, run_dir: str | Path, config: dict[str, Any] | N
     """
     from tqdm import tqdm
 
-    from segkit.pipelines.store_view import open_slice_store
+    from segkit.pipelines.training_store import open_training_store
     from segkit.pipelines.tfdata import PipelineSpec, eval_dataset, steps_per_epoch, train_dataset
     from segkit.train import losses
     from segkit.train.backend import load
@@ -280,7 +272,7 @@ def train_run(store: str | Path, run_dir: str | Path, config: dict[str, Any] | N
         config = load_config(preset, Path(config_file) if config_file else None, overrides)
     config = prepare_run_dir(run_dir, config, resume, overrides)
     mcfg, tcfg, dcfg = config["model"], config["train"], config["data"]
-    slices = open_slice_store(store)
+    slices = open_training_store(store)
     n_steps = steps_per_epoch(slices, tcfg["batch_size"], tcfg["steps_per_epoch"])
     if slices.indices("val").size == 0:
         raise InputError(str(store), "the val split is empty; training needs validation patients "
@@ -441,24 +433,44 @@ def train_run(store: str | Path, run_dir: str | Path, config: dict[str, Any] | N
 
 def _write_provenance(run_dir: Path, slices: Any, config: dict[str, Any], started: str, seed: int,
                       result: TrainResult) -> None:
-    best = run_dir / "best.weights.h5"
+    """Append this invocation's ``train`` step to ``RUN/provenance.json`` (schemas/provenance.schema.json).
+
+    The file starts as the store's own provenance; every invocation (first run,
+    each resume) adds one step.  The output digest covers ``best.weights.h5``,
+    or the latest checkpoint's files while no epoch has finished.
+    """
+    from segkit.pipelines.training_store import input_digest
+    from segkit.provenance import digest_files, finish_step
+
     path = run_dir / "provenance.json"
-    previous = json.loads(path.read_text("utf-8")) if path.is_file() else None
-    steps = list(previous["steps"]) if previous else list(slices.attrs.get("provenance", []))
-    steps.append({
-        "step": "train",
+    steps = json.loads(path.read_text("utf-8")) if path.is_file() else slices.provenance
+    best = run_dir / "best.weights.h5"
+    if best.is_file():
+        outputs = [best]
+    else:
+        prefix = Path(tf_latest_checkpoint(run_dir))
+        outputs = sorted(prefix.parent.glob(prefix.name + ".*"))
+    step = {
+        "name": "train",
         "segkit_version": __version__,
-        "start": started,
-        "end": _utc_now(),
-        "parameters": config,
-        "resumed": result.resumed,
-        "input_digest": slices.provenance_digest(),
-        "input": {"store": slices.path.name, "store_provenance_sha256": slices.provenance_digest(),
-                  "slices": {s: int(slices.indices(s).size) for s in ("train", "val", "test")}},
-        "output_digest": _sha256(best) if best.is_file() else None,
+        "started": started,
+        "finished": None,
+        "parameters": {"config": config, "store": slices.path.name, "resumed": result.resumed,
+                       "slices": {s: int(slices.indices(s).size) for s in ("train", "val", "test")},
+                       "environment": _versions(),
+                       "result": {"epochs_done": result.epochs_done, "global_step": result.global_step,
+                                  "best_val_dice": result.best_val_dice, "stopped_early": result.stopped_early}},
+        "input_digest": input_digest(slices),
+        "input_files": None,
+        "output_digest": None,
         "seed": seed,
-        "versions": _versions(),
-        "result": {"epochs_done": result.epochs_done, "global_step": result.global_step,
-                   "best_val_dice": result.best_val_dice, "stopped_early": result.stopped_early},
-    })
-    _atomic_write(path, json.dumps({"steps": steps}, indent=2, default=str) + "\n")
+    }
+    steps.append(finish_step(step, digest_files(outputs)))
+    _atomic_write(path, json.dumps(steps, indent=2, default=str) + "\n")
+
+
+def tf_latest_checkpoint(run_dir: Path) -> str:
+    """Path prefix of the run's newest checkpoint."""
+    from segkit.train.backend import load
+
+    return load().tf.train.latest_checkpoint(str(Path(run_dir) / "checkpoints"))

@@ -1,0 +1,47 @@
+"""Open a segkit store for training, refusing stores that could leak held-out patients into training.
+
+:func:`segkit.store.open_store` checks the format; this adds what training
+relies on: the split is per patient (no patient in train *and* val/test), and
+every augmented row is a training row.  No TensorFlow here.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from segkit.errors import InputError
+from segkit.store import Store, open_store
+
+__all__ = ["open_training_store", "input_digest"]
+
+
+def open_training_store(path: str | os.PathLike[str]) -> Store:
+    """Open ``path`` read-only and check its split discipline.
+
+    Raises
+    ------
+    InputError
+        If it is not a segkit store (see :func:`segkit.store.open_store`), a patient
+        has slices in train and in val/test, or an augmented row is not in train.
+    """
+    store = open_store(path)
+    table = store.table
+    split, patient = table["split"], table["patient"]
+    shared = set(patient[split == "train"].tolist()) & set(patient[split != "train"].tolist())
+    if shared:
+        raise InputError(str(store.path), f"{len(shared)} patient(s) have slices in train and in val/test; the "
+                                          "split must be per patient.")
+    leaking = int(np.count_nonzero((table["source"] == "augmented") & (split != "train")))
+    if leaking:
+        raise InputError(str(store.path), f"{leaking} augmented slices are not in the train split; refusing to "
+                                          "train on a store that augments held-out patients.")
+    return store
+
+
+def input_digest(store: Store) -> str:
+    """The store's output digest as its last provenance step recorded it (no re-hash of the data)."""
+    steps = store.provenance
+    recorded = steps[-1].get("output_digest") if steps else None
+    return recorded or store.digest()
