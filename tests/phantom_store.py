@@ -59,3 +59,40 @@ def write_phantom_store(path: Path, patients: int = 6, slices: int = 12, size: i
                           split=split_of[n], index=int(par % slices), position=float(par % slices) * 2.0,
                           source="augmented", parent=int(par), transform=json.dumps({"flip": "lr"}))
     return path
+
+
+def write_synth_store(cohort: Path, path: Path, val: int = 1, test: int = 1) -> Path:
+    """A store from a ``segkit synth`` cohort: its MR pixels and its exact truth masks.
+
+    A stand-in for ``segkit convert`` in the training tests (the masks are the
+    cohort's truth, not contours): slices ordered along the normal, per-volume
+    0.5–99.5 percentile normalisation to [0, 1]; the last ``test`` patients are
+    test, the ``val`` before them val.
+    """
+    import pydicom
+
+    from segkit.provenance import provenance_step
+    from segkit.store import StoreWriter
+
+    cohort = Path(cohort)
+    patients = sorted(p.name for p in cohort.glob("patient-*"))
+    split_of = {p: ("test" if i >= len(patients) - test else "val" if i >= len(patients) - test - val else "train")
+                for i, p in enumerate(patients)}
+    volumes = {}
+    for name in patients:
+        datasets = [pydicom.dcmread(f) for f in sorted((cohort / name / "MR").glob("*.dcm"))]
+        normal = np.cross(*np.reshape(np.asarray(datasets[0].ImageOrientationPatient, float), (2, 3)))
+        datasets.sort(key=lambda d: float(np.dot(normal, np.asarray(d.ImagePositionPatient, float))))
+        image = np.stack([d.pixel_array * float(getattr(d, "RescaleSlope", 1)) + float(getattr(d, "RescaleIntercept", 0))
+                          for d in datasets]).astype(np.float32)
+        lo, hi = np.percentile(image, [0.5, 99.5])
+        volumes[name] = (np.clip((image - lo) / max(hi - lo, 1e-6), 0, 1), np.load(cohort / "truth" / f"{name}.npy"))
+    size = volumes[patients[0]][0].shape[1:]
+    step = provenance_step("synth-truth", {"cohort": cohort.name}, seed=None)
+    spacing = {f"{p}-MR": [2.0, 0.84, 0.84] for p in patients}
+    with StoreWriter(path, size, provenance=[step], attrs={"spacing": spacing}) as writer:
+        for name in patients:
+            image, mask = volumes[name]
+            writer.append(image, mask.astype(np.uint8), patient=name, series=f"{name}-MR", split=split_of[name],
+                          index=np.arange(len(image)), position=np.arange(len(image)) * 2.0)
+    return path

@@ -16,7 +16,7 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from phantom_store import write_phantom_store
+from phantom_store import write_phantom_store, write_synth_store
 
 pytestmark = pytest.mark.train
 pytest.importorskip("tensorflow")
@@ -30,6 +30,12 @@ TINY = ["--input-size", "32", "--batch-size", "4", "--steps-per-epoch", "3", "--
 @pytest.fixture(scope="module")
 def store(tmp_path_factory) -> Path:
     return write_phantom_store(tmp_path_factory.mktemp("fit") / "phantom.zarr")
+
+
+@pytest.fixture(scope="module")
+def synth_store(synth_cohort, tmp_path_factory) -> Path:
+    """The session's synthetic DICOM cohort (MR pixels + exact truth) as a store."""
+    return write_synth_store(synth_cohort, tmp_path_factory.mktemp("fit") / "synth.zarr")
 
 
 def run_cli(args: list[str], env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
@@ -113,17 +119,17 @@ def test_cpu_small_learns_on_the_phantom_and_writes_the_run(store, tmp_path):
     assert tuple(model.output_shape) == (None, 64, 64, 1)
 
 
-def test_max_time_checkpoints_and_resume_finishes(store, tmp_path):
+def test_max_time_checkpoints_and_resume_finishes_on_the_synthetic_cohort(synth_store, tmp_path):
     from segkit.train.fit import train_run
 
     run = tmp_path / "run"
     tiny = {"model": {"input_size": 32, "variant": "unet_transformer"},
             "train": {"epochs": 1, "batch_size": 4, "steps_per_epoch": 3, "max_time": 0}}
-    first = train_run(store, run, overrides=tiny, progress=False)
+    first = train_run(synth_store, run, overrides=tiny, progress=False)
     assert first.stopped_early and first.global_step == 1 and first.epochs_done == 0
     assert "Continue with: segkit train STORE" in first.summary() and "--resume" in first.summary()
     assert not (run / "history.csv").exists()
-    second = train_run(store, run, resume=True, overrides={"train": {"max_time": 3600}}, progress=False)
+    second = train_run(synth_store, run, resume=True, overrides={"train": {"max_time": 3600}}, progress=False)
     assert not second.stopped_early and second.global_step == 3 and second.epochs_done == 1
     assert len(second.history) == 1
 

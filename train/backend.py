@@ -8,6 +8,8 @@ here, before any of them is imported, so users never have to.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 from types import ModuleType
 from typing import NamedTuple
@@ -44,7 +46,9 @@ def load(what: str = "segkit train") -> Backend:
     try:
         import tensorflow as tf
         import tf_keras as keras
-        import segmentation_models as sm
+
+        with contextlib.redirect_stdout(io.StringIO()):  # it announces its framework on stdout
+            import segmentation_models as sm
     except ImportError as exc:
         raise MissingExtraError(
             what,
