@@ -261,10 +261,8 @@ def train_run(store: str | Path, run_dir: str | Path, config: dict[str, Any] | N
     from segkit.pipelines.tfdata import PipelineSpec, eval_dataset, steps_per_epoch, train_dataset
     from segkit.train import losses
     from segkit.train.backend import load
-    from segkit.train.config import dump
+    from segkit.train.config import dump, load_config
     from segkit.train.model import build_model
-
-    from segkit.train.config import load_config
 
     started, t0 = _utc_now(), time.monotonic()
     run_dir = Path(run_dir)
@@ -278,7 +276,7 @@ def train_run(store: str | Path, run_dir: str | Path, config: dict[str, Any] | N
         raise InputError(str(store), "the val split is empty; training needs validation patients "
                                      "(convert with --val-patients 1 or more).")
     if resume and not (run_dir / "checkpoints" / "checkpoint").is_file():
-        raise InputError(str(run_dir), "has no checkpoint yet; start it again without --resume into a new directory.")
+        log.info("%s has no checkpoint yet: starting the run from the beginning with its config.yaml", run_dir)
 
     B = load()
     tf, keras = B.tf, B.keras
@@ -311,7 +309,7 @@ def train_run(store: str | Path, run_dir: str | Path, config: dict[str, Any] | N
     checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer, epoch=epoch_var, step_in_epoch=step_var,
                                      best_val_dice=best_var, epoch_totals=totals)
     manager = tf.train.CheckpointManager(checkpoint, str(ckpt_dir), max_to_keep=int(tcfg["max_to_keep"]))
-    if resume:
+    if manager.latest_checkpoint and resume:
         checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
         log.info("resumed from %s (epoch %d, step %d of %d)", Path(manager.latest_checkpoint).name,
                  int(epoch_var.numpy()) + 1, int(step_var.numpy()), n_steps)
