@@ -512,7 +512,7 @@ def open_store(path: str | os.PathLike[str]) -> Store:
     try:
         group = zarr.open_group(path, mode="r", zarr_format=3)
     except Exception as exc:  # noqa: BLE001 - zarr raises several types for "not a group"
-        raise InputError(str(path), f"is not a Zarr v3 group ({type(exc).__name__})") from None
+        raise InputError(str(path), f"is not a segkit store (not a Zarr v3 group: {type(exc).__name__})") from None
     attrs = group.attrs.get("segkit")
     if not isinstance(attrs, Mapping) or attrs.get("format") != FORMAT:
         raise InputError(str(path), "is not a segkit store (no 'segkit' attributes of format segkit-slices)")
