@@ -177,8 +177,9 @@ def volume_geometry(instances: Sequence[Instance], label: str, *, allow_uneven: 
             multiple = np.round(steps / spacing)
             gaps = np.flatnonzero((np.abs(steps - multiple * spacing) <= tol) & (multiple >= 2))
             if len(gaps):
-                raise GeometryError(what, f"has a missing slice after slice {int(gaps[0])} "
-                                          f"(gap {steps[gaps[0]]:.3g} mm, spacing {spacing:.3g} mm)")
+                g = int(gaps[0])
+                raise GeometryError(what, f"is missing {int(multiple[g]) - 1} slice(s) after slice {g} "
+                                          f"(gap {steps[g]:.3g} mm, spacing {spacing:.3g} mm)")
             raise GeometryError(what, f"has uneven slice spacing ({steps.min():.3g} to {steps.max():.3g} mm)")
         if allow_uneven:
             spacing = float(np.mean(steps)) if np.max(np.abs(steps - spacing)) > tol else spacing
