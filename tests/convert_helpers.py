@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import logging
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -37,3 +39,17 @@ def dice(a: np.ndarray, b: np.ndarray) -> float:
     a, b = a.astype(bool), b.astype(bool)
     total = a.sum() + b.sum()
     return 1.0 if total == 0 else 2.0 * float((a & b).sum()) / float(total)
+
+
+@contextmanager
+def segkit_warnings(caplog) -> Iterator[None]:  # noqa: ANN001 - pytest's LogCaptureFixture
+    """Capture segkit's warnings even after the CLI has stopped them propagating to the root logger."""
+    logger = logging.getLogger("segkit")
+    level = logger.level
+    logger.addHandler(caplog.handler)
+    logger.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        logger.removeHandler(caplog.handler)
+        logger.setLevel(level)

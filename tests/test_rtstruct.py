@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +11,7 @@ from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
 from skimage.measure import points_in_poly
 
-from convert_helpers import load_volume
+from convert_helpers import load_volume, segkit_warnings
 from segkit.errors import GeometryError
 from segkit.roi import RoiSelector
 from segkit.rtstruct import rtstruct_masks, rtstruct_rois
@@ -61,7 +60,7 @@ def test_contour_on_no_slice_is_an_error_naming_the_roi(shared_fixtures):
 def test_lenient_turns_a_contour_on_no_slice_into_a_warning(shared_fixtures, caplog):
     volume = _mock_volume(shared_fixtures)
     ds = pydicom.dcmread(shared_fixtures / RTUTILS / "empty/dummy_rt.dcm")
-    with caplog.at_level(logging.WARNING, logger="segkit"):
+    with segkit_warnings(caplog):
         masks = rtstruct_masks(ds, volume, strict=False, label="dummy_rt.dcm")
     assert "lies on no slice" in caplog.text and "ignored: --lenient" in caplog.text
     assert sorted(masks) == ["ROI-1", "ROI-2", "ROI-3", "ROI-4"]
@@ -103,7 +102,7 @@ def test_point_and_open_contours_are_skipped_with_a_warning(synth_cohort, caplog
         extra.NumberOfContourPoints = len(pts) // 3
         extra.ContourData = pts
         contours.append(extra)
-    with caplog.at_level(logging.WARNING, logger="segkit"):
+    with segkit_warnings(caplog):
         mask = rtstruct_masks(ds, volume, label="rt")["GTV"]
     np.testing.assert_array_equal(mask, truth)
     assert "skipped 1 OPEN_PLANAR contour(s)" in caplog.text and "skipped 1 POINT contour(s)" in caplog.text
