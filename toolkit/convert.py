@@ -232,8 +232,9 @@ def _plan(scan: Scan, options: ConvertOptions, select: RoiSelector) -> tuple[lis
         chosen.append(plan)
     if not chosen:
         seen = ", ".join(sorted(report.seen)) or "none"
-        raise InputError(str(scan.root), f"no image series has an RTSTRUCT or SEG structure matching --roi "
-                                         f"(ROIs seen: {seen})")
+        source = {"auto": "an RTSTRUCT or SEG", "rtstruct": "an RTSTRUCT (--masks rtstruct)",
+                  "seg": "a SEG (--masks seg)"}[options.masks]
+        raise InputError(str(scan.root), f"no image series has {source} structure matching --roi (ROIs seen: {seen})")
     return chosen, report, skipped
 
 

@@ -22,5 +22,7 @@ def normalise_volume(array: np.ndarray, percentiles: tuple[float, float] = PERCE
     params = {"method": "percentile-clip", "percentiles": list(percentiles), "low": low, "high": high}
     if high <= low:
         return np.zeros(array.shape, dtype=np.float32), params
-    out = (np.clip(array, low, high, dtype=np.float64) - low) / (high - low)
-    return out.astype(np.float32), params
+    out = np.clip(array, low, high).astype(np.float32, copy=False)  # one volume-sized copy, no float64
+    out -= np.float32(low)
+    out /= np.float32(high - low)
+    return out, params
