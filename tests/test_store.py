@@ -122,6 +122,13 @@ def test_failure_inside_the_writer_leaves_nothing_behind(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
+def test_failed_write_removes_the_folders_it_created(tmp_path):
+    with pytest.raises(UsageError, match="no spacing recorded"):
+        with StoreWriter(tmp_path / "a" / "b" / "s.zarr", SIZE, provenance=[provenance_step("convert", {})]) as w:
+            w.append(*_volume(1, 0), patient="P1", series="S", split="train", index=0, position=0.0)
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_patient_in_two_splits_is_refused_and_nothing_is_written(tmp_path):
     with pytest.raises(SegkitError, match="patient P1: has slices in both 'train' and 'test'"):
         _write(tmp_path / "s.zarr", volumes=((2, 0, "P1", "train"), (2, 1, "P1", "test")))

@@ -183,6 +183,7 @@ class StoreWriter:
         self.attrs: dict[str, Any] = dict(attrs or {})
         self.shard_slices = int(shard_slices)
         self._tmp: Path | None = None
+        self._created_parents: list[Path] = []
         self._group = None
         self._written = 0
         self._pending = _Pending()
@@ -207,7 +208,9 @@ class StoreWriter:
         """Create the temporary store beside the destination."""
         import zarr
 
+        missing = [p for p in [self.path.parent, *self.path.parent.parents] if not p.exists()]
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._created_parents = missing  # removed again (if still empty) when the write fails
         self._tmp = Path(tempfile.mkdtemp(prefix=f".{self.path.name}.", suffix=".partial", dir=self.path.parent))
         self._group = zarr.open_group(self._tmp, mode="w", zarr_format=3)
         h, w = self.size
@@ -362,6 +365,12 @@ class StoreWriter:
         if self._tmp is not None and self._tmp.exists():
             shutil.rmtree(self._tmp, ignore_errors=True)
         self._tmp = None
+        for parent in self._created_parents:
+            try:
+                parent.rmdir()
+            except OSError:
+                break
+        self._created_parents = []
 
     # -- internals
     def _flush(self) -> None:
