@@ -140,3 +140,11 @@ def test_not_dicom_is_an_error(tmp_path):
     path.write_text("hello")
     with pytest.raises(DicomError, match=r"x.dcm: is not a DICOM file"):
         instances([path])
+
+
+def test_sheared_stack_is_an_error(synth_cohort, tmp_path):
+    def shift(ds):
+        ds.ImagePositionPatient = [f"{float(v) + d:.4f}" for v, d in zip(ds.ImagePositionPatient, (1.0, 0.0, 0.0))]
+
+    with pytest.raises(GeometryError, match=r"has slices shifted within their plane \(sheared stack or gantry tilt\)"):
+        load_volume(_copy_with(tmp_path, _mr(synth_cohort), shift))

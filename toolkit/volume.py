@@ -167,7 +167,7 @@ def volume_geometry(instances: Sequence[Instance], label: str, *, allow_uneven: 
     # every slice must sit on the first one's normal line (no gantry tilt / shear)
     rel = ipp - ipp[0]
     inplane = rel - np.outer(rel @ normal, normal)
-    if len(ipp) > 1 and np.max(np.linalg.norm(inplane, axis=1)) > max(0.01, 0.01 * min(dx, dy)):
+    if len(ipp) > 1 and np.max(np.linalg.norm(inplane, axis=1)) > 0.1 * min(dx, dy):
         raise GeometryError(what, "has slices shifted within their plane (sheared stack or gantry tilt)")
     if len(along) > 1:
         steps = np.diff(along)
