@@ -80,12 +80,12 @@ def read_header(path: Path) -> Dataset:
 
 
 def read_dataset(path: Path) -> Dataset:
-    """Read a whole DICOM file, pixel data included, and check the pixel data is complete.
+    """Read a whole DICOM file, pixel data included (decoding is left to the caller).
 
     Raises
     ------
     DicomError
-        If the file is not DICOM, is truncated, or has no pixel data.
+        If the file is not DICOM or cannot be parsed (e.g. truncated inside its header).
     """
     try:
         ds = pydicom.dcmread(path)
