@@ -116,18 +116,33 @@ def _segkit_store_masks(store_path: Path, cohort: Path) -> dict[str, np.ndarray]
     return out
 
 
-def _ensure_cohort(path: Path, patients: int, slices: int, size: int) -> Path:
-    from segkit.synth import SynthConfig, write_cohort
+def _segkit() -> str:
+    return shutil.which("segkit") or str(Path(sys.executable).with_name("segkit"))
 
+
+def _ensure_cohort(path: Path, patients: int, slices: int, size: int) -> Path:
+    """Reuse or write the cohort: one ``segkit synth`` process per patient (seed = patient index).
+
+    Separate processes keep the generator's memory bounded by one patient at 512².
+    """
     config = {"patients": patients, "slices": slices, "size": size}
-    marker = path / "cohort.json"
-    if marker.is_file():
-        existing = json.loads(marker.read_text())["config"]
-        if all(existing.get(k) == v for k, v in config.items()):
-            return path
+    marker = path / "benchmark.json"
+    if marker.is_file() and json.loads(marker.read_text()) == config:
+        return path
+    if path.exists():
         shutil.rmtree(path)
     print(f"writing a synthetic cohort of {patients} × {slices} slices of {size}² to {path} …", file=sys.stderr)
-    write_cohort(path, SynthConfig(patients=patients, slices=slices, size=size, seed=0), progress=True)
+    (path / "truth").mkdir(parents=True)
+    for i in range(patients):
+        one = path.parent / f".{path.name}.one"
+        subprocess.run([_segkit(), "synth", str(one), "--patients", "1", "--slices", str(slices), "--size", str(size),
+                        "--seed", str(i), "--force"], check=True, stderr=subprocess.DEVNULL)
+        name = f"patient-{i + 1:02d}"
+        (one / "patient-01").rename(path / name)
+        (one / "truth" / "patient-01.npy").rename(path / "truth" / f"{name}.npy")
+        shutil.rmtree(one)
+        print(f"  {name} written", file=sys.stderr)
+    marker.write_text(json.dumps(config))
     return path
 
 
@@ -151,7 +166,7 @@ def main(argv: list[str] | None = None) -> None:
         tmp = Path(tmp)
         # segkit convert, the whole command
         store = tmp / "s.zarr"
-        segkit = shutil.which("segkit") or str(Path(sys.executable).with_name("segkit"))
+        segkit = _segkit()
         held_out = "1" if args.patients >= 3 else "0"
         wall, rss, rc = _measure([segkit, "convert", str(cohort), str(store), "--masks", "rtstruct",
                                   "--val-patients", held_out, "--test-patients", held_out])
