@@ -162,3 +162,13 @@ def test_oblique_non_square_series_rasterises_its_own_outlines_exactly(shared_fi
     item.ContourSequence = Sequence(contours)
     ds.ROIContourSequence = Sequence([item])
     np.testing.assert_array_equal(rtstruct_masks(ds, volume)["GTV"], truth)
+
+
+def test_contour_image_reference_is_only_a_cross_check(synth_cohort, caplog):
+    ds, volume, truth = _synth_rtstruct(synth_cohort)
+    contour = ds.ROIContourSequence[0].ContourSequence[0]
+    contour.ContourImageSequence[0].ReferencedSOPInstanceUID = volume.sop_instance_uids[0]  # wrong slice
+    with segkit_warnings(caplog):
+        mask = rtstruct_masks(ds, volume, label="rt")["GTV"]
+    np.testing.assert_array_equal(mask, truth)  # placed by geometry all the same
+    assert "1 contour(s) reference another image than the slice they lie on; placed by geometry" in caplog.text
