@@ -61,7 +61,7 @@ def test_auto_uses_the_seg_and_cross_checks_it_with_the_rtstruct(converted, synt
     for patient, mask in _masks_by_patient(store).items():
         np.testing.assert_array_equal(mask, np.load(synth_cohort / "truth" / f"{labels[patient]}.npy"))
     for info in store.attrs["series"].values():
-        assert info["mask_source"] == "SEG" and info["seg_rtstruct_dice"] == 1.0 and info["rois"] == ["GTV"]
+        assert info["mask_source"] == "SEG" and info["seg_rtstruct_dice"] == 1.0 and info["rois"] == {"GTV": "matched"}
 
 
 def test_oblique_cohort_converts_exactly(tmp_path):
@@ -324,3 +324,36 @@ def test_dcmqi_liver_seg_converts_to_its_nrrd_ground_truth(shared_fixtures, tmp_
     convert(folder, tmp_path / "s.zarr", ConvertOptions(roi=("liver",), val_patients=0, test_patients=0))
     truth, _ = nrrd.read(str(root / "liver_seg.nrrd"))
     np.testing.assert_array_equal(open_store(tmp_path / "s.zarr").mask[:], truth.transpose(2, 1, 0) == 1)
+
+
+def test_an_interrupted_convert_resumes_and_gives_the_same_store(synth_cohort, tmp_path, monkeypatch):
+    import functools
+
+    import segkit.convert as convert_module
+    from segkit.store import StoreWriter
+
+    # 8-slice shards so that a few 12-slice series fill whole shards
+    monkeypatch.setattr(convert_module, "StoreWriter", functools.partial(StoreWriter, shard_slices=8))
+    convert(synth_cohort, tmp_path / "ref.zarr")
+    real = convert_module._convert_series
+    calls: list[str] = []
+
+    def interrupted_at_the_fourth_series(task):
+        calls.append(task.where)
+        if len(calls) == 4:
+            raise KeyboardInterrupt
+        return real(task)
+
+    monkeypatch.setattr(convert_module, "_convert_series", interrupted_at_the_fourth_series)
+    with pytest.raises(KeyboardInterrupt):
+        convert(synth_cohort, tmp_path / "s.zarr")
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".s.zarr.partial", "ref.zarr"]
+
+    calls.clear()
+    monkeypatch.setattr(convert_module, "_convert_series", lambda task: calls.append(task.where) or real(task))
+    report = convert(synth_cohort, tmp_path / "s.zarr")
+    # 3 series (36 slices) were done, 32 of them in whole shards: series 3 is redone from its 9th slice
+    assert len(calls) == 4 and report.slices == 72
+    assert store_digest(tmp_path / "s.zarr") == store_digest(tmp_path / "ref.zarr")
+    assert open_store(tmp_path / "s.zarr").attrs["rois"] == open_store(tmp_path / "ref.zarr").attrs["rois"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ref.zarr", "s.zarr"]

@@ -18,6 +18,8 @@ Series are ``<patient>-s<n>``.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import os
 from collections import defaultdict
@@ -38,7 +40,8 @@ from segkit.roi import DEFAULT_ROI_PATTERNS, RoiReport, RoiSelector
 from segkit.rtstruct import rtstruct_frame_of_reference, rtstruct_masks, rtstruct_referenced_instances, rtstruct_rois
 from segkit.segmask import seg_masks, seg_referenced_instances, seg_segments
 from segkit.split import assign_split
-from segkit.store import StoreWriter
+from segkit._version import __version__
+from segkit.store import StoreWriter, open_store
 from segkit.volume import Volume, read_volume, volume_geometry
 
 __all__ = ["MASK_SOURCES", "ConvertOptions", "ConvertReport", "convert"]
@@ -418,41 +421,57 @@ def convert(
               lenient=options.lenient, seg_threshold=options.seg_threshold)
         for p in plans
     ]
-    step = provenance_step("convert", options.parameters(), input_digest=digest_files(scan.files),
+    input_digest = digest_files(scan.files)
+    step = provenance_step("convert", options.parameters(), input_digest=input_digest,
                            input_files=len(scan.files), seed=options.seed)
-    bar = _progress(sum(p.geometry.shape[0] for p in plans), progress)
-    spacing: dict[str, list[float]] = {}
-    normalisation: dict[str, dict[str, Any]] = {}
-    series_info: dict[str, dict[str, Any]] = {}
-    tumour = 0
+    # same inputs + options + segkit version ⇒ an interrupted run continues where it stopped
+    resume_key = hashlib.sha256(json.dumps({"parameters": options.parameters(), "input": input_digest,
+                                            "size": list(size), "segkit": __version__},
+                                           sort_keys=True).encode()).hexdigest()
+    lengths = [p.geometry.shape[0] for p in plans]
+    bar = _progress(sum(lengths), progress)
     try:
-        with StoreWriter(out, size, provenance=[step], overwrite=overwrite) as writer:
-            for plan, result in zip(plans, _results(tasks, workers)):
+        with StoreWriter(out, size, provenance=[step], overwrite=overwrite, resume_key=resume_key) as writer:
+            done = writer.resumed
+            if done:
+                log.info("resuming an interrupted run: %d of %d slices were already written", done, sum(lengths))
+                bar(done)
+            todo, first = [], 0
+            for plan, task, n in zip(plans, tasks, lengths):
+                if first + n > done:
+                    todo.append((plan, task, max(0, done - first)))  # skip the rows already in the store
+                first += n
+            for (plan, _, skip), result in zip(todo, _results([task for _, task, _ in todo], workers)):
                 n = result.image.shape[0]
-                writer.append(result.image, result.mask, patient=plan.patient, series=plan.series,
-                              split=split[plan.patient], index=np.arange(n, dtype=np.int32),
-                              position=result.positions)
-                tumour += int(result.mask.reshape(n, -1).any(axis=1).sum())
-                spacing[plan.series] = result.spacing
-                normalisation[plan.series] = result.normalisation
-                info = {"patient": plan.patient, **result.native,
-                        "rois": sorted({name for name, matched, _ in result.rois if matched})}
-                if result.agreement is not None:
-                    info["seg_rtstruct_dice"] = round(result.agreement, 6)
-                series_info[plan.series] = info
-                seen: dict[str, tuple[bool, bool]] = {}
-                for name, matched, empty in result.rois:
-                    was = seen.get(name, (False, True))
-                    seen[name] = (was[0] or matched, was[1] and empty)
-                for name, (matched, empty) in sorted(seen.items()):
-                    report.add(name, matched, empty)
-                bar(n)
-            writer.attrs.update({"spacing": spacing, "normalisation": normalisation, "series": series_info,
-                                 "rois": report.as_dict()})
+                writer.append(result.image[skip:], result.mask[skip:], patient=plan.patient, series=plan.series,
+                              split=split[plan.patient], index=np.arange(skip, n, dtype=np.int32),
+                              position=result.positions[skip:])
+                writer.attrs.setdefault("spacing", {})[plan.series] = result.spacing
+                writer.attrs.setdefault("normalisation", {})[plan.series] = result.normalisation
+                writer.attrs.setdefault("series", {})[plan.series] = _series_info(plan, result)
+                bar(n - skip)
+            for info in writer.attrs["series"].values():
+                for name, state in sorted(info["rois"].items()):
+                    report.add(name, state != "not matched", state == "empty")
+            writer.attrs["rois"] = report.as_dict()
     finally:
         bar(None)
+    tumour = int(open_store(out).table["has_tumour"].sum())
     return ConvertReport(store=out, patients=len(split), series=len(plans), slices=writer.count,
                          tumour_slices=tumour, split=split, rois=report, skipped_series=skipped)
+
+
+def _series_info(plan: _Plan, result: _Result) -> dict[str, Any]:
+    """What the store records about one source series (no identifiers)."""
+    rank = {"not matched": 0, "empty": 1, "matched": 2}
+    rois: dict[str, str] = {}
+    for name, matched, empty in result.rois:  # a name may come from both the RTSTRUCT and the SEG
+        state = "not matched" if not matched else "empty" if empty else "matched"
+        rois[name] = max(rois.get(name, state), state, key=rank.__getitem__)
+    info = {"patient": plan.patient, **result.native, "rois": dict(sorted(rois.items()))}
+    if result.agreement is not None:
+        info["seg_rtstruct_dice"] = round(result.agreement, 6)
+    return info
 
 
 def _progress(total: int, enabled: bool) -> Callable[[int | None], None]:
