@@ -98,7 +98,7 @@ def test_patient_in_train_and_val_is_refused(tmp_path):
 
 def test_a_folder_that_is_not_a_store_is_refused(tmp_path):
     (tmp_path / "empty.zarr").mkdir()
-    with pytest.raises(InputError, match=r"empty\.zarr: is not a Zarr v3 group"):
+    with pytest.raises(InputError, match=r"empty\.zarr: is not a segkit store"):
         open_training_store(tmp_path / "empty.zarr")
     with pytest.raises(InputError, match=r"nowhere\.zarr: no such store"):
         open_training_store(tmp_path / "nowhere.zarr")

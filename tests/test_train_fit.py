@@ -181,7 +181,7 @@ def test_bad_store_is_one_line_error_and_no_run_dir(tmp_path):
     (tmp_path / "notes.zarr").mkdir()
     result = invoke(["train", str(tmp_path / "notes.zarr"), str(tmp_path / "run")])
     assert result.exit_code == 1 and result.output.count("\n") == 1
-    assert result.output.startswith("error: ") and "notes.zarr: is not a Zarr v3 group" in result.output
+    assert result.output.startswith("error: ") and "notes.zarr: is not a segkit store" in result.output
     assert not (tmp_path / "run").exists()
 
 
