@@ -25,7 +25,8 @@ from pathlib import Path
 import numpy as np
 
 
-def step_times(variant: str, size: int, batch: int, steps: int, backbone: str) -> float:
+def make_step(variant: str, size: int, batch: int, backbone: str):
+    """A compiled training step (BCE + λ·Dice, Adam) of one variant on a fixed random batch, warmed up."""
     from segkit.train import losses
     from segkit.train.backend import load
     from segkit.train.config import load_config
@@ -42,7 +43,7 @@ def step_times(variant: str, size: int, batch: int, steps: int, backbone: str) -
     y = tf.constant((rng.uniform(size=(batch, size, size, 1)) > 0.9).astype("float32"))
 
     @tf.function
-    def step(x, y):
+    def step():
         with tf.GradientTape() as tape:
             loss = tf.reduce_mean(losses.bce_dice_loss(y, model(x, training=True)))
         grads = tape.gradient(loss, model.trainable_variables)
@@ -50,27 +51,34 @@ def step_times(variant: str, size: int, batch: int, steps: int, backbone: str) -
         return loss
 
     for _ in range(2):  # graph building + first-step allocations
-        step(x, y).numpy()
-    times = []
+        step().numpy()
+    return step
+
+
+def step_times(size: int, batch: int, steps: int, backbone: str) -> dict[str, float]:
+    """Median s/step per variant; steps are interleaved (unet, ut, hybrid, unet, …) so that load from
+    other processes on a shared machine hits every variant alike."""
+    variants = ("unet", "unet_transformer", "hybrid")
+    fns = {v: make_step(v, size, batch, backbone) for v in variants}
+    times: dict[str, list[float]] = {v: [] for v in variants}
     for _ in range(steps):
-        t = time.perf_counter()
-        step(x, y).numpy()
-        times.append(time.perf_counter() - t)
-    del model
-    keras.backend.clear_session()
-    return statistics.median(times)
+        for v in variants:
+            t = time.perf_counter()
+            fns[v]().numpy()
+            times[v].append(time.perf_counter() - t)
+    return {v: statistics.median(t) for v, t in times.items()}
 
 
 def pipeline_rate(size: int, slices: int, batch: int, backbone: str) -> float:
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
     from phantom_store import write_phantom_store
 
-    from segkit.pipelines.store_view import open_slice_store
+    from segkit.pipelines.training_store import open_training_store
     from segkit.pipelines.tfdata import PipelineSpec, train_dataset
 
     with tempfile.TemporaryDirectory() as tmp:
         path = write_phantom_store(Path(tmp) / "bench.zarr", patients=4, slices=slices // 4, size=size)
-        store = open_slice_store(path)
+        store = open_training_store(path)
         spec = PipelineSpec(input_size=size, backbone=backbone, batch_size=batch, seed=0)
         for _ in train_dataset(store, spec, epoch=0).take(1):  # warm-up: tracing, first reads
             pass
@@ -92,11 +100,11 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--pipeline-slices", type=int, default=96)
     args = p.parse_args(argv)
 
-    print(f"train step, {args.backbone}, batch {args.batch}, median of {args.steps} steps after 2 warm-up steps")
+    print(f"train step, {args.backbone}, batch {args.batch}, median of {args.steps} interleaved steps after 2 "
+          "warm-up steps")
     hybrid_step = {}
     for size in args.sizes:
-        times = {v: step_times(v, size, args.batch, args.steps, args.backbone)
-                 for v in ("unet", "unet_transformer", "hybrid")}
+        times = step_times(size, args.batch, args.steps, args.backbone)
         hybrid_step[size] = times["hybrid"]
         for v, t in times.items():
             print(f"  {size:4d}²  {v:17s} {t:7.3f} s/step   {t / times['unet']:5.2f}× unet")

@@ -25,7 +25,9 @@ Choices where the paper is silent (all in the config, so they are recorded in ev
   attention gate's gating signal is the upsampled decoder map at the skip's resolution, with
   ``filters // 2`` intermediate channels.  Decoder block: upsample ×2 → gate(skip) → concat →
   Conv3×3-BN-ReLU → SE → ResNeXt (1×1 reduce to half, depthwise 3×3, 1×1 expand, projected shortcut
-  when the width changes, ReLU).  Output: 1×1 conv + sigmoid.
+  when the width changes, ReLU).  Output: 1×1 conv + sigmoid.  Decoder widths (128, 64, 32, 16) at
+  strides 8, 4, 2, 1: the widths ``sm.Unet`` uses at those resolutions, so the variants differ in their
+  blocks, not in decoder width (``benchmarks/train_step.py``: hybrid 1.38× ``unet`` per step at 128²).
 * Input: grey slices in [0, 1] are repeated to 3 channels and scaled to 0–255, then passed through
   ``sm.get_preprocessing(backbone)`` (identity for ResNets, whose first layer normalises).
 * Loss per slice, averaged over the batch; ε = 1; λ = 1 (the paper does not give its value).

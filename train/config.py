@@ -35,7 +35,7 @@ _PAPER: dict[str, Any] = {
         "backbone": "resnet50",
         "input_size": 512,
         "encoder_weights": "imagenet",
-        "decoder_filters": [256, 128, 64, 32],
+        "decoder_filters": [128, 64, 32, 16],
         "se_ratio": 16,
         "resnext_groups": 0,
         "bn_momentum": None,
