@@ -58,11 +58,14 @@ def history_without_time(run: Path) -> list[dict[str, str]]:
 
 def test_sigkill_mid_epoch_then_resume_ends_bit_identical(store, tmp_path):
     straight, crashed = tmp_path / "straight", tmp_path / "crashed"
-    done = run_cli(["train", str(store), str(straight), *TINY])
-    assert done.returncode == 0, done.stderr[-2000:]
-    # killed right after step 5 = second step of epoch 2; the newest checkpoint is step 4
-    killed = run_cli(["train", str(store), str(crashed), *TINY], env={"SEGKIT_TEST_KILL_AFTER_STEP": "5"})
-    assert killed.returncode == -signal.SIGKILL
+    # both at once (they share nothing); the second is killed right after step 5 = the second step
+    # of epoch 2, when its newest checkpoint is step 4
+    done = subprocess.Popen(SEGKIT + ["train", str(store), str(straight), *TINY], stderr=subprocess.PIPE, text=True)
+    killed = subprocess.Popen(SEGKIT + ["train", str(store), str(crashed), *TINY], stderr=subprocess.DEVNULL,
+                              env={**os.environ, "SEGKIT_TEST_KILL_AFTER_STEP": "5"})
+    _, err = done.communicate()
+    assert done.returncode == 0, err[-2000:]
+    assert killed.wait() == -signal.SIGKILL
     state = (crashed / "checkpoints" / "checkpoint").read_text()
     assert 'model_checkpoint_path: "ckpt-4"' in state and len(history_without_time(crashed)) == 1
     resumed = run_cli(["train", str(store), str(crashed), "--resume"])
