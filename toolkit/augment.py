@@ -1,0 +1,294 @@
+"""``segkit augment``: grow the training split of a store to exactly ``target`` images, reproducibly.
+
+The output store holds, in this order: every row of the input unchanged (train,
+val and test originals, same row numbers), then the augmented images in plan
+order.  Each augmented row names its ``parent`` (the row it was made from, a
+training original) and its ``transform`` (the ops and their parameters as JSON),
+so any image can be traced and replayed with :func:`segkit.augment_ops.apply_ops`.
+
+How the bytes stay reproducible
+-------------------------------
+* The plan is drawn from one seeded generator before any pixel is read
+  (:func:`segkit.augment_plan.draw_plan`).
+* Each augmented image is a pure function of its parent's pixels and its
+  recorded steps, so it does not matter which worker computes it or when.
+* Results are appended in plan order through :class:`segkit.store.StoreWriter`,
+  which writes whole shards once each, to a temporary store that is renamed
+  into place when complete.  A killed run leaves that temporary store behind;
+  rerunning the same command picks it up at the last whole shard.
+* OpenCV runs single-threaded inside the run (its own thread pool would compete
+  with ``--workers`` for the cores).
+
+Memory is bounded by the writer's shard buffer plus ``2 × workers`` blocks of
+:data:`BLOCK` slices in flight, whatever the target.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import multiprocessing
+import os
+from collections import deque
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from segkit._version import __version__
+from segkit.augment_ops import DEFAULT_OPS, apply_ops, make_ops
+from segkit.augment_plan import PlannedSample, draw_plan, parse_transform, plan_digest
+from segkit.errors import InputError, UsageError
+from segkit.provenance import provenance_step
+from segkit.store import StoreWriter, open_store
+
+__all__ = ["AugmentResult", "augment_store", "DEFAULT_TARGET", "BLOCK"]
+
+log = logging.getLogger(__name__)
+
+#: The reference study's training-set size.
+DEFAULT_TARGET = 6080
+#: Augmented slices computed per task (and per worker round trip).
+BLOCK = 32
+
+#: ``segkit`` attributes the writer sets itself; everything else is carried over from the input.
+_WRITER_KEYS = {"format", "version", "segkit_version", "size", "slices", "split", "provenance"}
+
+
+@dataclass(frozen=True)
+class AugmentResult:
+    """What :func:`augment_store` wrote.
+
+    Attributes
+    ----------
+    path:
+        The output store.
+    slices:
+        Rows in the output (all splits).
+    train:
+        Training images in the output (originals + augmented) — the target.
+    augmented:
+        Augmented images added.
+    resumed_from:
+        Rows already on disk from a killed run that this run continued (0 for a fresh run).
+    """
+
+    path: Path
+    slices: int
+    train: int
+    augmented: int
+    resumed_from: int
+
+
+def augment_store(
+    src: str | os.PathLike[str],
+    dst: str | os.PathLike[str],
+    *,
+    target: int = DEFAULT_TARGET,
+    seed: int = 0,
+    ops: Sequence[str] = DEFAULT_OPS,
+    op_settings: Mapping[str, Mapping[str, Any]] | None = None,
+    workers: int = 1,
+    overwrite: bool = False,
+    progress: bool = False,
+) -> AugmentResult:
+    """Copy ``src`` to ``dst`` and add augmented training images until the train split holds ``target``.
+
+    Parameters
+    ----------
+    src:
+        A store written by ``segkit convert`` (originals only).
+    dst:
+        The output store; must not exist unless ``overwrite``.
+    target:
+        Training images wanted in ``dst``, originals included.
+    seed:
+        Seed of the plan; same input + seed + ops ⇒ byte-identical output.
+    ops:
+        Names of the ops to draw from (flip, rotate, blur, contrast).
+    op_settings:
+        Optional per-op ranges and probabilities, e.g. ``{"rotate": {"angle": (-10, 10)}}``.
+    workers:
+        Processes computing augmented images; the output does not depend on it.
+    overwrite:
+        Replace an existing ``dst`` once the new store is complete.
+    progress:
+        Show a progress bar on stderr.
+
+    Returns
+    -------
+    AugmentResult
+
+    Raises
+    ------
+    InputError
+        If ``src`` is not a segkit store or already holds augmented images.
+    UsageError
+        If ``dst`` is ``src``, ``target`` is below the training originals, ``workers < 1``,
+        or an op or its settings are invalid.
+    OutputExistsError
+        If ``dst`` exists and ``overwrite`` is false.
+    """
+    src, dst = Path(src), Path(dst)
+    if workers < 1:
+        raise UsageError("--workers", f"must be at least 1, got {workers}.")
+    if dst.resolve() == src.resolve():
+        raise UsageError(str(dst), "is the input store; write the augmented store to a new path.")
+    store = open_store(src)
+    table = store.table
+    if np.any(table["source"] != "original"):
+        raise InputError(str(src), "already holds augmented images; augment the store that segkit convert wrote.")
+    chosen = make_ops(ops, op_settings)
+    train_rows = store.indices("train")
+    plan = draw_plan(train_rows, target, chosen, seed)
+
+    n_src = len(store)
+    digest_in = store.digest()
+    parameters = {
+        "target": int(target),
+        "ops": {op.name: op.config() for op in chosen},
+        "train_originals": int(train_rows.size),
+        "augmented": len(plan),
+        "plan_digest": "sha256:" + plan_digest(plan),
+    }
+    step = provenance_step("augment", parameters, input_digest=digest_in, seed=int(seed))
+    attrs = {k: v for k, v in store.attrs.items() if k not in _WRITER_KEYS}
+    attrs["augmentation"] = {"seed": int(seed), **parameters}
+    resume_key = hashlib.sha256(
+        json.dumps([__version__, digest_in, parameters, seed], sort_keys=True).encode()
+    ).hexdigest()
+
+    log.info("augment: %d training originals + %d augmented = %d; val/test copied unchanged (%d rows)",
+             train_rows.size, len(plan), target, n_src - train_rows.size)
+    total = n_src + len(plan)
+    with _single_threaded_opencv(), StoreWriter(
+        dst, tuple(store.attrs["size"]), provenance=[*store.provenance, step], attrs=attrs,
+        overwrite=overwrite, resume_key=resume_key,
+    ) as writer:
+        resumed = writer.count
+        if resumed:
+            log.info("augment: resuming a killed run at row %d of %d", resumed, total)
+        bar = _progress(total, resumed, progress)
+        # 1. every input row, unchanged and in place (so a parent's row number is the same in both stores).
+        for start in range(min(resumed, n_src), n_src, BLOCK):
+            rows = np.arange(start, min(start + BLOCK, n_src))
+            writer.copy_from(store, rows)
+            bar(len(rows))
+        # 2. the augmented images, in plan order.
+        todo = plan[max(resumed - n_src, 0):]
+        blocks = [todo[i:i + BLOCK] for i in range(0, len(todo), BLOCK)]
+        for samples, (images, masks) in zip(blocks, _render(src, blocks, workers)):
+            parents = np.array([s.parent for s in samples])
+            writer.append(
+                images, masks,
+                patient=table["patient"][parents], series=table["series"][parents],
+                index=table["index"][parents], position=table["position"][parents],
+                split="train", source="augmented", parent=parents,
+                transform=[s.transform for s in samples],
+            )
+            bar(len(samples))
+        bar(0, close=True)
+    return AugmentResult(dst, total, int(train_rows.size) + len(plan), len(plan), resumed)
+
+
+# --------------------------------------------------------------------------- pixel work
+def render_block(src: str | os.PathLike[str], samples: Sequence[tuple[int, str]]) -> tuple[np.ndarray, np.ndarray]:
+    """Compute augmented images from ``(parent row, transform JSON)`` pairs of the store at ``src``.
+
+    Each parent is read once per block.  Pure: the same pairs give the same bytes.
+
+    Returns
+    -------
+    images, masks
+        ``(n, H, W)`` float32 and uint8 0/1.
+    """
+    store = _open_cached(str(src))
+    cache: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+    images, masks = [], []
+    for parent, transform in samples:
+        if parent not in cache:
+            cache[parent] = store.read(parent)
+        image, mask = apply_ops(*cache[parent], parse_transform(transform))
+        images.append(image)
+        masks.append(mask)
+    return np.stack(images), np.stack(masks)
+
+
+_STORES: dict[str, Any] = {}
+
+
+def _open_cached(src: str) -> Any:
+    # One open store per process (workers serve many blocks of the same input).
+    if src not in _STORES:
+        _STORES.clear()
+        _STORES[src] = open_store(src)
+    return _STORES[src]
+
+
+def _worker_init() -> None:
+    import cv2
+
+    cv2.setNumThreads(1)
+
+
+def _render(src: Path, blocks: Sequence[Sequence[PlannedSample]], workers: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """Yield each block's pixels in order; with workers, at most ``2 × workers`` blocks in flight."""
+    tasks = [[(s.parent, s.transform) for s in block] for block in blocks]
+    if workers == 1 or len(tasks) <= 1:
+        try:
+            for task in tasks:
+                yield render_block(src, task)
+        finally:
+            _STORES.clear()
+        return
+    context = multiprocessing.get_context("spawn")  # the parent runs zarr's I/O threads: never fork it
+    with ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_worker_init) as pool:
+        pending: deque[Future] = deque()
+        queue = iter(tasks)
+        try:
+            for task in queue:
+                pending.append(pool.submit(render_block, str(src), task))
+                if len(pending) >= 2 * workers:
+                    break
+            while pending:
+                result = pending.popleft().result()
+                nxt = next(queue, None)
+                if nxt is not None:
+                    pending.append(pool.submit(render_block, str(src), nxt))
+                yield result
+        finally:
+            for future in pending:
+                future.cancel()
+
+
+@contextmanager
+def _single_threaded_opencv() -> Iterator[None]:
+    import cv2
+
+    before = cv2.getNumThreads()
+    cv2.setNumThreads(1)
+    try:
+        yield
+    finally:
+        cv2.setNumThreads(before)
+
+
+def _progress(total: int, initial: int, enabled: bool) -> Callable[..., None]:
+    """A tqdm bar on stderr (or a no-op); call with a count, and ``close=True`` at the end."""
+    if not enabled:
+        return lambda n, close=False: None
+    from tqdm import tqdm
+
+    bar = tqdm(total=total, initial=initial, unit="slice", desc="augment", leave=False)
+
+    def update(n: int, close: bool = False) -> None:
+        bar.update(n)
+        if close:
+            bar.close()
+
+    return update
