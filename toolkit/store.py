@@ -78,6 +78,7 @@ FORMAT_VERSION = 1
 SPLITS = ("train", "val", "test")
 SOURCES = ("original", "augmented")
 SHARD_SLICES = 64
+_RESUME_DIR = ".segkit-resume"
 
 #: Column name → numpy dtype (``str`` = variable-length UTF-8 in Zarr).
 TABLE_COLUMNS: dict[str, Any] = {
@@ -152,6 +153,15 @@ class StoreWriter:
         May also be filled later through :attr:`attrs`.
     overwrite:
         Replace an existing destination (only once the new store is complete).
+    resume_key:
+        Make the write resumable: the temporary store gets a fixed name
+        (``.NAME.partial`` beside the destination) and records each shard's
+        table rows as it goes.  If a killed run with the same key left one
+        behind, :meth:`open` continues it: :attr:`count` starts at the slices
+        already on disk, and the caller appends from there.  The key must
+        identify everything that determines the output (inputs, parameters,
+        version); a partial store with another key is discarded.  An
+        interrupted write (``KeyboardInterrupt``) keeps the partial store.
 
     Examples
     --------
@@ -170,6 +180,7 @@ class StoreWriter:
         attrs: Mapping[str, Any] | None = None,
         overwrite: bool = False,
         shard_slices: int = SHARD_SLICES,
+        resume_key: str | None = None,
     ) -> None:
         self.path = Path(path)
         if self.path.exists() and not overwrite:
@@ -188,6 +199,8 @@ class StoreWriter:
         self._pending = _Pending()
         self._columns: dict[str, list[np.ndarray]] = {name: [] for name in TABLE_COLUMNS}
         self._closed = False
+        self.resume_key = resume_key
+        self._lock: int | None = None
 
     # -- context manager
     def __enter__(self) -> StoreWriter:
@@ -200,7 +213,7 @@ class StoreWriter:
         if exc_type is None:
             self.close()
         else:
-            self.abort()
+            self.abort(keep_partial=self._keeps_partial(exc))
 
     # -- public API
     def open(self) -> None:
@@ -208,8 +221,14 @@ class StoreWriter:
         import zarr
 
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._tmp = Path(tempfile.mkdtemp(prefix=f".{self.path.name}.", suffix=".partial", dir=self.path.parent))
+        if self.resume_key is not None and self._resume():
+            return
+        if self.resume_key is None:
+            self._tmp = Path(tempfile.mkdtemp(prefix=f".{self.path.name}.", suffix=".partial", dir=self.path.parent))
         self._group = zarr.open_group(self._tmp, mode="w", zarr_format=3)
+        if self.resume_key is not None:
+            (self._tmp / _RESUME_DIR).mkdir()
+            (self._tmp / _RESUME_DIR / "key").write_text(self.resume_key)
         h, w = self.size
         for name, dtype in (("image", np.float32), ("mask", np.uint8)):
             self._group.create_array(
@@ -324,6 +343,8 @@ class StoreWriter:
             return self.path
         try:
             self._flush()
+            if self.resume_key is not None:
+                shutil.rmtree(self._tmp / _RESUME_DIR)
             table = {name: (np.concatenate(parts) if parts else np.empty(0, dtype=object))
                      for name, parts in self._columns.items()}
             split = self._split_per_patient(table)
@@ -349,19 +370,20 @@ class StoreWriter:
 
             zarr.open_group(self._tmp, mode="r+").attrs.put({"segkit": attrs})
             self._replace_destination()
-        except BaseException:
-            self.abort()
+        except BaseException as exc:
+            self.abort(keep_partial=self._keeps_partial(exc))
             raise
         self._closed = True
         return self.path
 
-    def abort(self) -> None:
-        """Remove the temporary store; the destination is untouched."""
+    def abort(self, keep_partial: bool = False) -> None:
+        """Remove the temporary store (unless ``keep_partial``); the destination is untouched."""
         self._closed = True
         self._group = None
-        if self._tmp is not None and self._tmp.exists():
+        if self._tmp is not None and self._tmp.exists() and not keep_partial:
             shutil.rmtree(self._tmp, ignore_errors=True)
         self._tmp = None
+        self._unlock()
 
     # -- internals
     def _flush(self) -> None:
@@ -376,6 +398,8 @@ class StoreWriter:
             array[start:stop] = np.stack(data)
         self._written = stop
         self._pending = _Pending()
+        if self.resume_key is not None:
+            self._save_rows(start, stop)
 
     @staticmethod
     def _split_per_patient(table: Mapping[str, np.ndarray]) -> dict[str, str]:
@@ -401,6 +425,66 @@ class StoreWriter:
             if n:
                 array[:] = data
 
+    # -- resumable writes
+    def _keeps_partial(self, exc: BaseException | None) -> bool:
+        return self.resume_key is not None and not isinstance(exc, Exception)
+
+    def _resume(self) -> bool:
+        """Take the lock on ``.NAME.partial``; continue it if its key matches (True), else clear it."""
+        import fcntl
+
+        import zarr
+
+        self._tmp = self.path.with_name(f".{self.path.name}.partial")
+        self._lock = os.open(self.path.with_name(f".{self.path.name}.lock"), os.O_CREAT | os.O_RDWR, 0o600)
+        try:
+            fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(self._lock)
+            self._lock = None
+            raise OutputExistsError(str(self.path), "another segkit process is writing it right now") from None
+        resume = self._tmp / _RESUME_DIR
+        try:
+            if resume.is_dir() and (resume / "key").read_text() == self.resume_key:
+                files = sorted(resume.glob("rows-*.json"))
+                parts = [json.loads(f.read_text()) for f in files]
+                self._group = zarr.open_group(self._tmp, mode="r+", zarr_format=3)
+                written = sum(len(part["patient"]) for part in parts)
+                h, w = self.size
+                for name in ("image", "mask"):  # drop a shard a kill may have left half-written
+                    self._group[name].resize((written, h, w))
+                for name, dtype in TABLE_COLUMNS.items():
+                    self._columns[name] = [np.asarray(part[name], dtype=object if dtype is str else dtype)
+                                           for part in parts]
+                self._written = written
+                return True
+        except Exception:  # noqa: BLE001 - unreadable leftovers of a killed run: start again
+            pass
+        shutil.rmtree(self._tmp, ignore_errors=True)
+        self._group = None
+        self._written = 0
+        self._columns = {name: [] for name in TABLE_COLUMNS}
+        return False
+
+    def _save_rows(self, start: int, stop: int) -> None:
+        """Record the table rows of a flushed shard (atomically, after its pixels)."""
+        rows = {}
+        for name, parts in self._columns.items():
+            column = np.concatenate(parts)[start:stop]
+            rows[name] = [str(v) for v in column] if TABLE_COLUMNS[name] is str else column.tolist()
+        target = self._tmp / _RESUME_DIR / f"rows-{start:09d}.json"
+        scratch = target.with_suffix(".tmp")
+        scratch.write_text(json.dumps(rows))
+        os.replace(scratch, target)
+
+    def _unlock(self) -> None:
+        if self._lock is not None:
+            os.close(self._lock)
+            self._lock = None
+            lock_path = self.path.with_name(f".{self.path.name}.lock")
+            if not (self.path.with_name(f".{self.path.name}.partial")).exists():
+                lock_path.unlink(missing_ok=True)
+
     def _replace_destination(self) -> None:
         assert self._tmp is not None
         old = None
@@ -411,6 +495,7 @@ class StoreWriter:
         self._tmp = None
         if old is not None:
             shutil.rmtree(old, ignore_errors=True)
+        self._unlock()
 
 
 # --------------------------------------------------------------------------- reader
