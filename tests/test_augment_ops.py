@@ -147,3 +147,26 @@ def test_non_positive_sigma_is_a_usage_error() -> None:
 
 def test_ops_come_out_in_canonical_order_whatever_the_input_order() -> None:
     assert [op.name for op in make_ops(["contrast", "flip", "rotate"])] == ["flip", "rotate", "contrast"]
+
+
+def test_cli_settings_parse_into_op_settings() -> None:
+    from segkit.augment_ops import parse_settings
+
+    settings = parse_settings(["rotate.angle=-10,10", "blur.p=0.25", "flip.axes=horizontal"])
+    assert settings == {"rotate": {"angle": (-10.0, 10.0)}, "blur": {"p": 0.25}, "flip": {"axes": ("horizontal",)}}
+    ops = make_ops(["flip", "rotate", "blur"], settings)
+    assert ops[1].angle == (-10.0, 10.0) and ops[2].p == 0.25 and ops[0].axes == ("horizontal",)
+
+
+@pytest.mark.parametrize("item, message", [
+    ("rotate.angle", "expected OP.KEY=VALUE"),
+    ("twist.angle=1,2", "unknown op 'twist'"),
+    ("rotate.sigma=1,2", r"rotate has no setting 'sigma'; it has angle, p\.$"),
+    ("blur.sigma=1", "blur.sigma takes a range LOW,HIGH"),
+    ("contrast.gamma=a,b", "contrast.gamma takes numbers"),
+])
+def test_malformed_cli_settings_are_usage_errors(item: str, message: str) -> None:
+    from segkit.augment_ops import parse_settings
+
+    with pytest.raises(UsageError, match=message):
+        parse_settings([item])

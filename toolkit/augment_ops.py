@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any, ClassVar
 
 import cv2
@@ -40,6 +40,7 @@ __all__ = [
     "OP_CLASSES",
     "DEFAULT_OPS",
     "make_ops",
+    "parse_settings",
     "apply_ops",
 ]
 
@@ -345,6 +346,50 @@ def make_ops(names: Sequence[str] = DEFAULT_OPS,
             except TypeError as exc:
                 raise UsageError(f"--ops {name}", f"invalid setting ({exc}).") from None
     return tuple(ops)
+
+
+def parse_settings(items: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """Parse ``OP.KEY=VALUE`` strings (the CLI's ``--set``) into per-op settings for :func:`make_ops`.
+
+    A value of two comma-separated numbers is a range, one number a scalar
+    (e.g. ``p``); ``flip.axes`` takes names.  Examples: ``rotate.angle=-10,10``,
+    ``blur.p=0.3``, ``flip.axes=horizontal``.
+
+    Raises
+    ------
+    UsageError
+        If an item is malformed or names an unknown op or setting.
+    """
+    settings: dict[str, dict[str, Any]] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        op, dot, field_name = key.strip().lower().partition(".")
+        if not (sep and dot and op and field_name and value.strip()):
+            raise UsageError("--set", f"expected OP.KEY=VALUE such as rotate.angle=-10,10, got {item!r}.")
+        cls = OP_CLASSES.get(op)
+        if cls is None:
+            raise UsageError("--set", f"unknown op {op!r} in {item!r}; choose from {', '.join(OP_CLASSES)}.")
+        known = [f.name for f in fields(cls)]  # type: ignore[arg-type]
+        if field_name not in known:
+            raise UsageError("--set", f"{op} has no setting {field_name!r}; it has {', '.join(known)}.")
+        parts = [v.strip() for v in value.split(",")]
+        if field_name == "axes":
+            parsed: Any = tuple(parts)
+        else:
+            try:
+                numbers = [float(v) for v in parts]
+            except ValueError:
+                raise UsageError("--set", f"{key} takes numbers, got {value!r}.") from None
+            if field_name == "p":
+                if len(numbers) != 1:
+                    raise UsageError("--set", f"{key} takes one number, got {value!r}.")
+                parsed = numbers[0]
+            else:
+                if len(numbers) != 2:
+                    raise UsageError("--set", f"{key} takes a range LOW,HIGH, got {value!r}.")
+                parsed = tuple(numbers)
+        settings.setdefault(op, {})[field_name] = parsed
+    return settings
 
 
 def apply_ops(image: np.ndarray, mask: np.ndarray,
