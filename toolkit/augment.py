@@ -19,8 +19,14 @@ How the bytes stay reproducible
 * OpenCV runs single-threaded inside the run (its own thread pool would compete
   with ``--workers`` for the cores).
 
-Memory is bounded by the writer's shard buffer plus ``2 × workers`` blocks of
-:data:`BLOCK` slices in flight, whatever the target.
+With ``--workers`` > 1 the workers also compress and write: each computes
+whole shards and writes them straight into the temporary store
+(:meth:`segkit.store.StoreWriter.reserve` / :func:`segkit.store.write_rows`),
+and the writer commits their table rows in order.  Compression is most of the
+cost of a slice, so this is what lets more workers help.
+
+Memory is bounded by the writer's shard buffer (or ``2 × workers`` shards in
+flight in the workers), whatever the target.
 """
 
 from __future__ import annotations
@@ -30,8 +36,9 @@ import json
 import logging
 import multiprocessing
 import os
+import threading
 from collections import deque
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -45,7 +52,7 @@ from segkit.augment_ops import DEFAULT_OPS, apply_ops, make_ops
 from segkit.augment_plan import PlannedSample, draw_plan, parse_transform, plan_digest
 from segkit.errors import InputError, UsageError
 from segkit.provenance import provenance_step
-from segkit.store import StoreWriter, open_store
+from segkit.store import StoreWriter, open_store, write_rows
 
 __all__ = ["AugmentResult", "augment_store", "DEFAULT_TARGET", "BLOCK"]
 
@@ -158,9 +165,12 @@ def augment_store(
     }
     step = provenance_step("augment", parameters, input_digest=digest_in, seed=int(seed))
     attrs = {k: v for k, v in store.attrs.items() if k not in _WRITER_KEYS}
-    attrs["augmentation"] = {"seed": int(seed), **parameters}
+    import cv2
+
+    engine = f"opencv {cv2.__version__}"
+    attrs["augmentation"] = {"seed": int(seed), **parameters, "pixel_engine": engine}
     resume_key = hashlib.sha256(
-        json.dumps([__version__, digest_in, parameters, seed], sort_keys=True).encode()
+        json.dumps([__version__, engine, digest_in, parameters, seed], sort_keys=True).encode()
     ).hexdigest()
 
     log.info("augment: %d training originals + %d augmented = %d; val/test copied unchanged (%d rows)",
@@ -173,27 +183,37 @@ def augment_store(
         resumed = writer.count
         if resumed:
             log.info("augment: resuming a killed run at row %d of %d", resumed, total)
-        bar = _progress(total, resumed, progress)
-        # 1. every input row, unchanged and in place (so a parent's row number is the same in both stores).
-        for start in range(min(resumed, n_src), n_src, BLOCK):
-            rows = np.arange(start, min(start + BLOCK, n_src))
-            writer.copy_from(store, rows)
-            bar(len(rows))
-        # 2. the augmented images, in plan order.
-        todo = plan[max(resumed - n_src, 0):]
-        blocks = [todo[i:i + BLOCK] for i in range(0, len(todo), BLOCK)]
-        for samples, (images, masks) in zip(blocks, _render(src, blocks, workers)):
-            parents = np.array([s.parent for s in samples])
-            writer.append(
-                images, masks,
-                patient=table["patient"][parents], series=table["series"][parents],
-                index=table["index"][parents], position=table["position"][parents],
-                split="train", source="augmented", parent=parents,
-                transform=[s.transform for s in samples],
-            )
-            bar(len(samples))
-        bar(0, close=True)
+        with _progress(total, resumed, progress) as bar:
+            # 1. every input row, unchanged and in place (a parent's row number is the same in both stores).
+            for start in range(min(resumed, n_src), n_src, BLOCK):
+                rows = np.arange(start, min(start + BLOCK, n_src))
+                writer.copy_from(store, rows)
+                bar.update(len(rows))
+            # 2. the augmented images, in plan order.
+            todo = plan[max(resumed - n_src, 0):]
+            if workers > 1:
+                # Fill the shard the originals left open here, then let workers write whole shards.
+                head = min((-writer.count) % writer.shard_slices, len(todo))
+                _append_in_process(writer, src, table, todo[:head], bar)
+                _write_in_parallel(writer, src, table, todo[head:], workers, bar)
+            else:
+                _append_in_process(writer, src, table, todo, bar)
     return AugmentResult(dst, total, int(train_rows.size) + len(plan), len(plan), resumed)
+
+
+def _table_rows(table: Mapping[str, np.ndarray], samples: Sequence[PlannedSample]) -> dict[str, Any]:
+    """The ``slices`` rows of augmented samples: the parent's patient, series and position, split train."""
+    parents = np.array([s.parent for s in samples], dtype=np.int64)
+    return {
+        "patient": table["patient"][parents], "series": table["series"][parents],
+        "index": table["index"][parents], "position": table["position"][parents],
+        "split": "train", "source": "augmented", "parent": parents,
+        "transform": [s.transform for s in samples],
+    }
+
+
+def _pairs(samples: Sequence[PlannedSample]) -> list[tuple[int, str]]:
+    return [(s.parent, s.transform) for s in samples]
 
 
 # --------------------------------------------------------------------------- pixel work
@@ -219,6 +239,14 @@ def render_block(src: str | os.PathLike[str], samples: Sequence[tuple[int, str]]
     return np.stack(images), np.stack(masks)
 
 
+def render_and_write(src: str, tmp: str, start: int, samples: Sequence[tuple[int, str]]) -> np.ndarray:
+    """Worker task: compute one shard's augmented images and write them into rows ``start…`` of ``tmp``.
+
+    Returns the ``has_tumour`` flags for :meth:`segkit.store.StoreWriter.commit`.
+    """
+    return write_rows(tmp, start, *render_block(src, samples))
+
+
 _STORES: dict[str, Any] = {}
 
 
@@ -234,35 +262,69 @@ def _worker_init() -> None:
     import cv2
 
     cv2.setNumThreads(1)
+    # A pool worker blocks on its task queue and would outlive a killed parent;
+    # exit as soon as the parent is gone (the rerun recomputes the lost shards).
+    parent = multiprocessing.parent_process()
+    if parent is not None:
+        threading.Thread(target=_exit_with, args=(parent.sentinel,), daemon=True).start()
 
 
-def _render(src: Path, blocks: Sequence[Sequence[PlannedSample]], workers: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """Yield each block's pixels in order; with workers, at most ``2 × workers`` blocks in flight."""
-    tasks = [[(s.parent, s.transform) for s in block] for block in blocks]
-    if workers == 1 or len(tasks) <= 1:
-        try:
-            for task in tasks:
-                yield render_block(src, task)
-        finally:
-            _STORES.clear()
+def _exit_with(sentinel: int) -> None:
+    from multiprocessing.connection import wait
+
+    wait([sentinel])
+    os._exit(1)
+
+
+def _append_in_process(writer: StoreWriter, src: Path, table: Mapping[str, np.ndarray],
+                       samples: Sequence[PlannedSample], bar: Any) -> None:
+    """Compute blocks here and append them through the writer (which compresses and writes)."""
+    try:
+        for i in range(0, len(samples), BLOCK):
+            block = samples[i:i + BLOCK]
+            images, masks = render_block(src, _pairs(block))
+            writer.append(images, masks, **_table_rows(table, block))
+            bar.update(len(block))
+    finally:
+        _STORES.clear()
+
+
+def _write_in_parallel(writer: StoreWriter, src: Path, table: Mapping[str, np.ndarray],
+                       samples: Sequence[PlannedSample], workers: int, bar: Any) -> None:
+    """Workers compute *and* compress+write whole shards; the writer commits their rows in order.
+
+    Compression is most of the cost of a slice, so it has to run in the workers
+    for more workers to help.  At most ``2 × workers`` shards are in flight.
+    """
+    if not samples:
         return
+    tmp, first = writer.reserve(len(samples))
+    size = writer.shard_slices
+    shards = [(first + i, samples[i:i + size]) for i in range(0, len(samples), size)]
     context = multiprocessing.get_context("spawn")  # the parent runs zarr's I/O threads: never fork it
     with ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_worker_init) as pool:
-        pending: deque[Future] = deque()
-        queue = iter(tasks)
+        pending: deque[tuple[list[PlannedSample], Future]] = deque()
+        queue = iter(shards)
+
+        def submit() -> bool:
+            item = next(queue, None)
+            if item is None:
+                return False
+            start, part = item
+            pending.append((part, pool.submit(render_and_write, str(src), str(tmp), start, _pairs(part))))
+            return True
+
         try:
-            for task in queue:
-                pending.append(pool.submit(render_block, str(src), task))
-                if len(pending) >= 2 * workers:
-                    break
+            while len(pending) < 2 * workers and submit():
+                pass
             while pending:
-                result = pending.popleft().result()
-                nxt = next(queue, None)
-                if nxt is not None:
-                    pending.append(pool.submit(render_block, str(src), nxt))
-                yield result
+                part, future = pending.popleft()
+                has_tumour = future.result()
+                submit()
+                writer.commit(len(part), has_tumour=has_tumour, **_table_rows(table, part))
+                bar.update(len(part))
         finally:
-            for future in pending:
+            for _, future in pending:
                 future.cancel()
 
 
@@ -278,17 +340,13 @@ def _single_threaded_opencv() -> Iterator[None]:
         cv2.setNumThreads(before)
 
 
-def _progress(total: int, initial: int, enabled: bool) -> Callable[..., None]:
-    """A tqdm bar on stderr (or a no-op); call with a count, and ``close=True`` at the end."""
-    if not enabled:
-        return lambda n, close=False: None
+@contextmanager
+def _progress(total: int, initial: int, enabled: bool) -> Iterator[Any]:
+    """A tqdm bar on stderr, or a silent stand-in with the same ``update``."""
     from tqdm import tqdm
 
-    bar = tqdm(total=total, initial=initial, unit="slice", desc="augment", leave=False)
-
-    def update(n: int, close: bool = False) -> None:
-        bar.update(n)
-        if close:
-            bar.close()
-
-    return update
+    bar = tqdm(total=total, initial=initial, unit="slice", desc="augment", leave=False, disable=not enabled)
+    try:
+        yield bar
+    finally:
+        bar.close()
