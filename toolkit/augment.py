@@ -45,6 +45,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
 
 from segkit._version import __version__
@@ -165,8 +166,6 @@ def augment_store(
     }
     step = provenance_step("augment", parameters, input_digest=digest_in, seed=int(seed))
     attrs = {k: v for k, v in store.attrs.items() if k not in _WRITER_KEYS}
-    import cv2
-
     engine = f"opencv {cv2.__version__}"
     attrs["augmentation"] = {"seed": int(seed), **parameters, "pixel_engine": engine}
     resume_key = hashlib.sha256(
@@ -175,45 +174,52 @@ def augment_store(
 
     log.info("augment: %d training originals + %d augmented = %d; val/test copied unchanged (%d rows)",
              train_rows.size, len(plan), target, n_src - train_rows.size)
-    total = n_src + len(plan)
+    output = _OutputRows(table, n_src, plan)
     with _single_threaded_opencv(), StoreWriter(
         dst, tuple(store.attrs["size"]), provenance=[*store.provenance, step], attrs=attrs,
         overwrite=overwrite, resume_key=resume_key,
     ) as writer:
         resumed = writer.count
         if resumed:
-            log.info("augment: resuming a killed run at row %d of %d", resumed, total)
-        with _progress(total, resumed, progress) as bar:
-            # 1. every input row, unchanged and in place (a parent's row number is the same in both stores).
-            for start in range(min(resumed, n_src), n_src, BLOCK):
-                rows = np.arange(start, min(start + BLOCK, n_src))
-                writer.copy_from(store, rows)
-                bar.update(len(rows))
-            # 2. the augmented images, in plan order.
-            todo = plan[max(resumed - n_src, 0):]
+            log.info("augment: resuming a killed run at row %d of %d", resumed, len(output))
+        with _progress(len(output), resumed, progress) as bar:
             if workers > 1:
-                # Fill the shard the originals left open here, then let workers write whole shards.
-                head = min((-writer.count) % writer.shard_slices, len(todo))
-                _append_in_process(writer, src, table, todo[:head], bar)
-                _write_in_parallel(writer, src, table, todo[head:], workers, bar)
+                _write_in_parallel(writer, src, output, resumed, workers, bar)
             else:
-                _append_in_process(writer, src, table, todo, bar)
-    return AugmentResult(dst, total, int(train_rows.size) + len(plan), len(plan), resumed)
+                _append_in_process(writer, src, output, resumed, bar)
+    return AugmentResult(dst, len(output), int(train_rows.size) + len(plan), len(plan), resumed)
 
 
-def _table_rows(table: Mapping[str, np.ndarray], samples: Sequence[PlannedSample]) -> dict[str, Any]:
-    """The ``slices`` rows of augmented samples: the parent's patient, series and position, split train."""
-    parents = np.array([s.parent for s in samples], dtype=np.int64)
-    return {
-        "patient": table["patient"][parents], "series": table["series"][parents],
-        "index": table["index"][parents], "position": table["position"][parents],
-        "split": "train", "source": "augmented", "parent": parents,
-        "transform": [s.transform for s in samples],
-    }
+class _OutputRows:
+    """The rows of the output store: every input row unchanged (same row number), then the plan.
 
+    An input row is "rendered" from itself with no steps, so copies and
+    augmented images take the same path (and the same workers).
+    """
 
-def _pairs(samples: Sequence[PlannedSample]) -> list[tuple[int, str]]:
-    return [(s.parent, s.transform) for s in samples]
+    def __init__(self, table: Mapping[str, np.ndarray], n_src: int, plan: Sequence[PlannedSample]) -> None:
+        self.table, self.n_src, self.plan = table, n_src, plan
+
+    def __len__(self) -> int:
+        return self.n_src + len(self.plan)
+
+    def block(self, start: int, stop: int) -> tuple[list[tuple[int, str]], dict[str, Any]]:
+        """``(parent row, transform)`` pairs and table columns of output rows ``start…stop``."""
+        table, n_src = self.table, self.n_src
+        copied = np.arange(min(start, n_src), min(stop, n_src), dtype=np.int64)
+        made = self.plan[max(start - n_src, 0):max(stop - n_src, 0)]
+        parents = np.concatenate([copied, np.array([s.parent for s in made], dtype=np.int64)])
+        extra = len(made)
+        columns = {
+            "patient": table["patient"][parents], "series": table["series"][parents],
+            "index": table["index"][parents], "position": table["position"][parents],
+            "split": np.concatenate([table["split"][copied], np.full(extra, "train", dtype=object)]),
+            "source": np.concatenate([table["source"][copied], np.full(extra, "augmented", dtype=object)]),
+            "parent": np.concatenate([table["parent"][copied], parents[len(copied):]]),
+            "transform": [str(t) for t in table["transform"][copied]] + [s.transform for s in made],
+        }
+        pairs = [(int(r), "") for r in copied] + [(s.parent, s.transform) for s in made]
+        return pairs, columns
 
 
 # --------------------------------------------------------------------------- pixel work
@@ -259,8 +265,6 @@ def _open_cached(src: str) -> Any:
 
 
 def _worker_init() -> None:
-    import cv2
-
     cv2.setNumThreads(1)
     # A pool worker blocks on its task queue and would outlive a killed parent;
     # exit as soon as the parent is gone (the rerun recomputes the lost shards).
@@ -276,62 +280,59 @@ def _exit_with(sentinel: int) -> None:
     os._exit(1)
 
 
-def _append_in_process(writer: StoreWriter, src: Path, table: Mapping[str, np.ndarray],
-                       samples: Sequence[PlannedSample], bar: Any) -> None:
+def _append_in_process(writer: StoreWriter, src: Path, output: _OutputRows, start: int, bar: Any) -> None:
     """Compute blocks here and append them through the writer (which compresses and writes)."""
     try:
-        for i in range(0, len(samples), BLOCK):
-            block = samples[i:i + BLOCK]
-            images, masks = render_block(src, _pairs(block))
-            writer.append(images, masks, **_table_rows(table, block))
-            bar.update(len(block))
+        for first in range(start, len(output), BLOCK):
+            stop = min(first + BLOCK, len(output))
+            pairs, columns = output.block(first, stop)
+            writer.append(*render_block(src, pairs), **columns)
+            bar.update(stop - first)
     finally:
         _STORES.clear()
 
 
-def _write_in_parallel(writer: StoreWriter, src: Path, table: Mapping[str, np.ndarray],
-                       samples: Sequence[PlannedSample], workers: int, bar: Any) -> None:
+def _write_in_parallel(writer: StoreWriter, src: Path, output: _OutputRows, start: int, workers: int,
+                       bar: Any) -> None:
     """Workers compute *and* compress+write whole shards; the writer commits their rows in order.
 
     Compression is most of the cost of a slice, so it has to run in the workers
     for more workers to help.  At most ``2 × workers`` shards are in flight.
     """
-    if not samples:
+    if start >= len(output):
         return
-    tmp, first = writer.reserve(len(samples))
+    tmp, first = writer.reserve(len(output) - start)
     size = writer.shard_slices
-    shards = [(first + i, samples[i:i + size]) for i in range(0, len(samples), size)]
+    shards = iter(range(first, len(output), size))
     context = multiprocessing.get_context("spawn")  # the parent runs zarr's I/O threads: never fork it
     with ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_worker_init) as pool:
-        pending: deque[tuple[list[PlannedSample], Future]] = deque()
-        queue = iter(shards)
+        pending: deque[tuple[int, int, dict[str, Any], Future]] = deque()
 
         def submit() -> bool:
-            item = next(queue, None)
-            if item is None:
+            a = next(shards, None)
+            if a is None:
                 return False
-            start, part = item
-            pending.append((part, pool.submit(render_and_write, str(src), str(tmp), start, _pairs(part))))
+            b = min(a + size, len(output))
+            pairs, columns = output.block(a, b)
+            pending.append((a, b, columns, pool.submit(render_and_write, str(src), str(tmp), a, pairs)))
             return True
 
         try:
             while len(pending) < 2 * workers and submit():
                 pass
             while pending:
-                part, future = pending.popleft()
+                a, b, columns, future = pending.popleft()
                 has_tumour = future.result()
                 submit()
-                writer.commit(len(part), has_tumour=has_tumour, **_table_rows(table, part))
-                bar.update(len(part))
+                writer.commit(b - a, has_tumour=has_tumour, **columns)
+                bar.update(b - a)
         finally:
-            for _, future in pending:
+            for *_, future in pending:
                 future.cancel()
 
 
 @contextmanager
 def _single_threaded_opencv() -> Iterator[None]:
-    import cv2
-
     before = cv2.getNumThreads()
     cv2.setNumThreads(1)
     try:
