@@ -79,7 +79,6 @@ FORMAT_VERSION = 1
 SPLITS = ("train", "val", "test")
 SOURCES = ("original", "augmented")
 SHARD_SLICES = 64
-_RESUME_DIR = ".segkit-resume"
 
 #: Column name → numpy dtype (``str`` = variable-length UTF-8 in Zarr).
 TABLE_COLUMNS: dict[str, Any] = {
@@ -93,6 +92,15 @@ TABLE_COLUMNS: dict[str, Any] = {
     "transform": str,
     "has_tumour": np.bool_,
 }
+
+
+_STATE = "segkit-resume.json"
+_ROWS = "segkit-resume-rows.jsonl"
+
+
+def _plain(value: Any) -> Any:
+    """A numpy scalar as the Python value JSON can hold."""
+    return value.item() if isinstance(value, np.generic) else value
 
 
 def _compressor():
@@ -155,14 +163,12 @@ class StoreWriter:
     overwrite:
         Replace an existing destination (only once the new store is complete).
     resume_key:
-        Make the write resumable: the temporary store gets a fixed name
-        (``.NAME.partial`` beside the destination) and records each shard's
-        table rows as it goes.  If a killed run with the same key left one
-        behind, :meth:`open` continues it: :attr:`count` starts at the slices
-        already on disk, and the caller appends from there.  The key must
-        identify everything that determines the output (inputs, parameters,
-        version); a partial store with another key is discarded.  An
-        interrupted write (``KeyboardInterrupt``) keeps the partial store.
+        Make the write resumable: the temporary store gets a fixed name and a
+        journal, updated at every whole shard; a writer opened later with the
+        same key (same inputs and parameters) continues after the last whole
+        shard (:attr:`resumed` slices, with their table rows and :attr:`attrs`)
+        instead of starting again.  It is kept after a kill or Ctrl-C and
+        removed after any other failure.
 
     Examples
     --------
@@ -194,14 +200,15 @@ class StoreWriter:
         self.provenance = [dict(s) for s in provenance]
         self.attrs: dict[str, Any] = dict(attrs or {})
         self.shard_slices = int(shard_slices)
+        self.resume_key = resume_key
+        self.resumed = 0
         self._tmp: Path | None = None
+        self._created_parents: list[Path] = []
         self._group = None
         self._written = 0
         self._pending = _Pending()
         self._columns: dict[str, list[np.ndarray]] = {name: [] for name in TABLE_COLUMNS}
         self._closed = False
-        self.resume_key = resume_key
-        self._lock: int | None = None
 
     # -- context manager
     def __enter__(self) -> StoreWriter:
@@ -213,23 +220,28 @@ class StoreWriter:
     ) -> None:
         if exc_type is None:
             self.close()
+        elif self.resume_key is not None and issubclass(exc_type, KeyboardInterrupt):
+            self._group = None  # keep the journal and the whole shards for the next run
         else:
-            self.abort(keep_partial=self._keeps_partial(exc))
+            self.abort()
 
     # -- public API
     def open(self) -> None:
         """Create the temporary store beside the destination."""
         import zarr
 
+        missing = [p for p in [self.path.parent, *self.path.parent.parents] if not p.exists()]
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        if self.resume_key is not None and self._resume():
-            return
-        if self.resume_key is None:
+        self._created_parents = missing  # removed again (if still empty) when the write fails
+        if self.resume_key is not None:
+            self._tmp = self.path.with_name(f".{self.path.name}.partial")
+            if self._resume():
+                return
+            shutil.rmtree(self._tmp, ignore_errors=True)
+            self._tmp.mkdir()
+        else:
             self._tmp = Path(tempfile.mkdtemp(prefix=f".{self.path.name}.", suffix=".partial", dir=self.path.parent))
         self._group = zarr.open_group(self._tmp, mode="w", zarr_format=3)
-        if self.resume_key is not None:
-            (self._tmp / _RESUME_DIR).mkdir()
-            (self._tmp / _RESUME_DIR / "key").write_text(self.resume_key)
         h, w = self.size
         for name, dtype in (("image", np.float32), ("mask", np.uint8)):
             self._group.create_array(
@@ -290,12 +302,12 @@ class StoreWriter:
             )
         if mask.dtype != np.bool_ and np.any((mask != 0) & (mask != 1)):
             raise UsageError("store writer", "masks must be binary (0/1)")
-        rows = {
+        self._add_columns(n, {
             "patient": patient, "series": series, "split": split, "index": index,
             "position": position, "source": source, "parent": parent, "transform": transform,
-        }
+        })
         mask_u8 = mask.astype(np.uint8, copy=False)
-        self._add_rows(n, rows, mask_u8.reshape(n, -1).any(axis=1))
+        self._add_has_tumour(n, mask_u8.reshape(n, -1).any(axis=1))
         image_f32 = image.astype(np.float32, copy=False)
         for i in range(0, n):
             self._pending.images.append(image_f32[i])
@@ -307,7 +319,7 @@ class StoreWriter:
     def reserve(self, n: int) -> tuple[Path, int]:
         """Make room for ``n`` slices that other processes write themselves (parallel writes).
 
-        Each writer process writes whole shards with :func:`write_rows` into the
+        Each process writes whole shards with :func:`write_rows` into the
         returned temporary store; this writer then records them, in row order,
         with :meth:`commit`.  Only possible on a shard boundary (``count`` a
         multiple of ``shard_slices``), so no two processes touch one shard.
@@ -331,9 +343,12 @@ class StoreWriter:
     def commit(self, n: int, *, has_tumour: Sequence[bool] | np.ndarray, **rows: Any) -> None:
         """Record the table rows of the next ``n`` slices, already written with :func:`write_rows`.
 
-        ``rows`` are the keyword columns of :meth:`append`; ``has_tumour`` is one flag per slice.
-        Commit whole shards (the last may be partial) in row order.
+        ``rows`` are the keyword columns of :meth:`append`; ``has_tumour`` is one
+        flag per slice (as :func:`write_rows` returns).  Commit whole shards (the
+        last may be partial) in row order; a resumable write journals each.
         """
+        if self._group is None or self._closed:
+            raise UsageError("store writer", "is not open; use it as a context manager")
         if self._pending.count:
             raise UsageError("store writer", "commit follows reserve, on a shard boundary")
         names = set(TABLE_COLUMNS) - {"has_tumour"}
@@ -341,12 +356,14 @@ class StoreWriter:
         if set(rows) != names:
             raise UsageError("store writer", f"commit needs the columns {', '.join(sorted(names))}; "
                              f"got {', '.join(sorted(rows))}")
-        self._add_rows(n, rows, np.asarray(has_tumour, dtype=bool))
-        start, self._written = self._written, self._written + n
-        if self.resume_key is not None:
-            self._save_rows(start, self._written)
+        self._add_columns(n, rows)
+        self._add_has_tumour(n, np.asarray(has_tumour, dtype=bool))
+        start, stop = self._written, self._written + n
+        self._written = stop
+        if self.resume_key is not None and stop % self.shard_slices == 0:
+            self._journal(start, stop)
 
-    def _add_rows(self, n: int, rows: Mapping[str, Any], has_tumour: np.ndarray) -> None:
+    def _add_columns(self, n: int, rows: Mapping[str, Any]) -> None:
         for name, value in rows.items():
             column = np.asarray(value, dtype=TABLE_COLUMNS[name] if TABLE_COLUMNS[name] is not str else object)
             if column.ndim == 0:
@@ -358,9 +375,11 @@ class StoreWriter:
             bad = set(self._columns[name][-1]) - set(allowed)
             if bad:
                 raise UsageError("store writer", f"{name} must be one of {', '.join(allowed)}, got {sorted(bad)}")
-        if has_tumour.shape != (n,):
-            raise UsageError("store writer", f"has_tumour has {has_tumour.size} values for {n} slices")
-        self._columns["has_tumour"].append(has_tumour)
+
+    def _add_has_tumour(self, n: int, flags: np.ndarray) -> None:
+        if flags.shape != (n,):
+            raise UsageError("store writer", f"has_tumour has {flags.size} values for {n} slices")
+        self._columns["has_tumour"].append(flags)
 
     def copy_from(self, store: Store, rows: Iterable[int] | np.ndarray, *, block: int = SHARD_SLICES) -> None:
         """Append rows of another store unchanged (pixels and table)."""
@@ -395,12 +414,12 @@ class StoreWriter:
             for name in ("image", "mask"):  # drop rows reserved but never committed
                 if self._group[name].shape[0] != self._written:
                     self._group[name].resize((self._written, h, w))
-            if self.resume_key is not None:
-                shutil.rmtree(self._tmp / _RESUME_DIR)
             table = {name: (np.concatenate(parts) if parts else np.empty(0, dtype=object))
                      for name, parts in self._columns.items()}
             split = self._split_per_patient(table)
             self._write_table(table)
+            for journal in (_STATE, _ROWS):
+                (self._tmp / journal).unlink(missing_ok=True)
             missing = sorted(set(table["series"]) - set(self.attrs.get("spacing", {})))
             if missing:
                 raise UsageError("store writer", f"no spacing recorded for {len(missing)} series (e.g. {missing[0]})")
@@ -422,20 +441,25 @@ class StoreWriter:
 
             zarr.open_group(self._tmp, mode="r+").attrs.put({"segkit": attrs})
             self._replace_destination()
-        except BaseException as exc:
-            self.abort(keep_partial=self._keeps_partial(exc))
+        except BaseException:
+            self.abort()
             raise
         self._closed = True
         return self.path
 
-    def abort(self, keep_partial: bool = False) -> None:
-        """Remove the temporary store (unless ``keep_partial``); the destination is untouched."""
+    def abort(self) -> None:
+        """Remove the temporary store; the destination is untouched."""
         self._closed = True
         self._group = None
-        if self._tmp is not None and self._tmp.exists() and not keep_partial:
+        if self._tmp is not None and self._tmp.exists():
             shutil.rmtree(self._tmp, ignore_errors=True)
         self._tmp = None
-        self._unlock()
+        for parent in self._created_parents:
+            try:
+                parent.rmdir()
+            except OSError:
+                break
+        self._created_parents = []
 
     # -- internals
     def _flush(self) -> None:
@@ -446,12 +470,54 @@ class StoreWriter:
         h, w = self.size
         for name, data in (("image", pending.images), ("mask", pending.masks)):
             array = self._group[name]
-            array.resize((max(array.shape[0], stop), h, w))
+            array.resize((max(array.shape[0], stop), h, w))  # never below rows reserved for other writers
             array[start:stop] = np.stack(data)
         self._written = stop
         self._pending = _Pending()
-        if self.resume_key is not None:
-            self._save_rows(start, stop)
+        if self.resume_key is not None and stop % self.shard_slices == 0:
+            self._journal(start, stop)
+
+    def _journal(self, start: int, stop: int) -> None:
+        """Record rows ``[start, stop)`` (just written as whole shards) and the attributes so far."""
+        rows = {name: [_plain(v) for v in np.concatenate(parts)[start:stop]] for name, parts in self._columns.items()}
+        with open(self._tmp / _ROWS, "a", encoding="utf-8") as fh:
+            fh.write(json.dumps({"start": start, "rows": rows}) + "\n")
+        state = {"key": self.resume_key, "written": stop, "size": list(self.size), "shard": self.shard_slices,
+                 "attrs": self.attrs}
+        part = self._tmp / (_STATE + ".tmp")
+        part.write_text(json.dumps(state), encoding="utf-8")
+        os.replace(part, self._tmp / _STATE)
+
+    def _resume(self) -> bool:
+        """Reopen a journalled temporary store written with the same key; ``False`` if there is none."""
+        import zarr
+
+        try:
+            state = json.loads((self._tmp / _STATE).read_text(encoding="utf-8"))
+            if (state["key"], state["size"], state["shard"]) != (self.resume_key, list(self.size), self.shard_slices):
+                return False
+            written = int(state["written"])
+            columns: dict[str, list] = {name: [] for name in TABLE_COLUMNS}
+            for line in (self._tmp / _ROWS).read_text(encoding="utf-8").splitlines():
+                entry = json.loads(line)
+                if entry["start"] < written:
+                    for name in TABLE_COLUMNS:
+                        columns[name].extend(entry["rows"][name])
+            if any(len(v) != written for v in columns.values()):
+                return False
+            group = zarr.open_group(self._tmp, mode="r+", zarr_format=3)
+            h, w = self.size
+            for name in ("image", "mask"):
+                group[name].resize((written, h, w))  # drops anything written after the last journal entry
+        except (OSError, ValueError, KeyError, TypeError):
+            return False
+        shutil.rmtree(self._tmp / "slices", ignore_errors=True)  # a table from an interrupted close
+        self._group = group
+        self._written = self.resumed = written
+        self.attrs.update(state["attrs"])
+        for name, dtype in TABLE_COLUMNS.items():
+            self._columns[name] = [np.asarray(columns[name], dtype=object if dtype is str else dtype)]
+        return True
 
     @staticmethod
     def _split_per_patient(table: Mapping[str, np.ndarray]) -> dict[str, str]:
@@ -477,66 +543,6 @@ class StoreWriter:
             if n:
                 array[:] = data
 
-    # -- resumable writes
-    def _keeps_partial(self, exc: BaseException | None) -> bool:
-        return self.resume_key is not None and not isinstance(exc, Exception)
-
-    def _resume(self) -> bool:
-        """Take the lock on ``.NAME.partial``; continue it if its key matches (True), else clear it."""
-        import fcntl
-
-        import zarr
-
-        self._tmp = self.path.with_name(f".{self.path.name}.partial")
-        self._lock = os.open(self.path.with_name(f".{self.path.name}.lock"), os.O_CREAT | os.O_RDWR, 0o600)
-        try:
-            fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(self._lock)
-            self._lock = None
-            raise OutputExistsError(str(self.path), "another segkit process is writing it right now") from None
-        resume = self._tmp / _RESUME_DIR
-        try:
-            if resume.is_dir() and (resume / "key").read_text() == self.resume_key:
-                files = sorted(resume.glob("rows-*.json"))
-                parts = [json.loads(f.read_text()) for f in files]
-                self._group = zarr.open_group(self._tmp, mode="r+", zarr_format=3)
-                written = sum(len(part["patient"]) for part in parts)
-                h, w = self.size
-                for name in ("image", "mask"):  # drop a shard a kill may have left half-written
-                    self._group[name].resize((written, h, w))
-                for name, dtype in TABLE_COLUMNS.items():
-                    self._columns[name] = [np.asarray(part[name], dtype=object if dtype is str else dtype)
-                                           for part in parts]
-                self._written = written
-                return True
-        except Exception:  # noqa: BLE001 - unreadable leftovers of a killed run: start again
-            pass
-        shutil.rmtree(self._tmp, ignore_errors=True)
-        self._group = None
-        self._written = 0
-        self._columns = {name: [] for name in TABLE_COLUMNS}
-        return False
-
-    def _save_rows(self, start: int, stop: int) -> None:
-        """Record the table rows of a flushed shard (atomically, after its pixels)."""
-        rows = {}
-        for name, parts in self._columns.items():
-            column = np.concatenate(parts)[start:stop]
-            rows[name] = [str(v) for v in column] if TABLE_COLUMNS[name] is str else column.tolist()
-        target = self._tmp / _RESUME_DIR / f"rows-{start:09d}.json"
-        scratch = target.with_suffix(".tmp")
-        scratch.write_text(json.dumps(rows))
-        os.replace(scratch, target)
-
-    def _unlock(self) -> None:
-        if self._lock is not None:
-            os.close(self._lock)
-            self._lock = None
-            lock_path = self.path.with_name(f".{self.path.name}.lock")
-            if not (self.path.with_name(f".{self.path.name}.partial")).exists():
-                lock_path.unlink(missing_ok=True)
-
     def _replace_destination(self) -> None:
         assert self._tmp is not None
         old = None
@@ -547,7 +553,6 @@ class StoreWriter:
         self._tmp = None
         if old is not None:
             shutil.rmtree(old, ignore_errors=True)
-        self._unlock()
 
 
 def write_rows(tmp: str | os.PathLike[str], start: int, image: np.ndarray, mask: np.ndarray) -> np.ndarray:
@@ -560,6 +565,11 @@ def write_rows(tmp: str | os.PathLike[str], start: int, image: np.ndarray, mask:
     -------
     numpy.ndarray
         One ``has_tumour`` flag per slice, for :meth:`StoreWriter.commit`.
+
+    Raises
+    ------
+    UsageError
+        If a mask is not binary.
     """
     import zarr
 
@@ -672,7 +682,7 @@ def open_store(path: str | os.PathLike[str]) -> Store:
     try:
         group = zarr.open_group(path, mode="r", zarr_format=3)
     except Exception as exc:  # noqa: BLE001 - zarr raises several types for "not a group"
-        raise InputError(str(path), f"is not a Zarr v3 group ({type(exc).__name__})") from None
+        raise InputError(str(path), f"is not a segkit store (not a Zarr v3 group: {type(exc).__name__})") from None
     attrs = group.attrs.get("segkit")
     if not isinstance(attrs, Mapping) or attrs.get("format") != FORMAT:
         raise InputError(str(path), "is not a segkit store (no 'segkit' attributes of format segkit-slices)")
