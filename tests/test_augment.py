@@ -215,3 +215,31 @@ def test_input_that_is_not_a_store_is_an_input_error(tmp_path):
     with pytest.raises(InputError, match="is not a Zarr v3 group|is not a segkit store"):
         augment_store(tmp_path / "notastore", tmp_path / "out.zarr")
     assert not (tmp_path / "out.zarr").exists()
+
+
+def test_a_converted_synthetic_cohort_grows_to_the_target_without_leakage(synth_cohort, tmp_path):
+    # The real chain: segkit synth → segkit convert → segkit augment.
+    from segkit.convert import convert
+
+    converted = tmp_path / "slices.zarr"
+    convert(synth_cohort, converted)
+    src = open_store(converted)
+    out = open_store(augment_store(converted, tmp_path / "augmented.zarr", target=150, seed=1, workers=2).path)
+    table = out.table
+    assert len(out.indices("train")) == 150 and len(out) == len(src) + 150 - len(src.indices("train"))
+    assert out.split == src.split and set(src.split.values()) == {"train", "val", "test"}
+    held_out = {p for p, s in src.split.items() if s != "train"}
+    assert not held_out & set(table["patient"][out.indices("train")])
+    assert np.array_equal(out.mask[:len(src)], src.mask[:]) and np.array_equal(out.image[:len(src)], src.image[:])
+    masks = out.mask[len(src):]
+    assert set(np.unique(masks).tolist()) == {0, 1}
+    # Augmented tumour masks keep their parent's area (flips and rotations move them; blur and contrast
+    # leave them alone), up to the pixels a rotation re-grids along the outline.
+    checked = 0
+    for row in out.indices(source="augmented", has_tumour=True):
+        parent = int(table["parent"][row])
+        area = int(src.mask[parent].sum())
+        if area >= 30:
+            assert abs(int(out.mask[int(row)].sum()) - area) <= 0.15 * area
+            checked += 1
+    assert checked >= 10
