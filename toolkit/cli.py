@@ -165,10 +165,48 @@ def convert(in_dir: Path, out: Path, roi: tuple[str, ...], size: int | None, val
     click.echo(report.summary(), err=True)
 
 
-@cli.command(context_settings=_PASS_THROUGH)
-def augment() -> None:
-    """Grow the training split of a store reproducibly (flips, rotations, blur, contrast)."""
-    _not_yet("augment")
+@cli.command()
+@click.argument("src", type=click.Path(path_type=Path))
+@click.argument("dst", type=click.Path(path_type=Path))
+@click.option("--target", type=click.IntRange(1), default=6080, show_default=True,
+              help="Training images in DST, originals included.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Same input + seed → byte-identical store.")
+@click.option("--ops", default="flip,rotate,blur,contrast", show_default=True,
+              help="Comma-separated ops to draw from.")
+@click.option("--set", "settings", multiple=True, metavar="OP.KEY=VALUE",
+              help="Change an op's range or probability, e.g. rotate.angle=-10,10 or blur.p=0.3 (repeatable).")
+@click.option("--workers", type=click.IntRange(1, 256), default=1, show_default=True,
+              help="Processes; the output does not depend on it.")
+@click.option("--force", is_flag=True, help="Replace DST if it already exists.")
+def augment(src: Path, dst: Path, target: int, seed: int, ops: str, settings: tuple[str, ...], workers: int,
+            force: bool) -> None:
+    """Grow the training split of a store reproducibly (flips, rotations, blur, contrast).
+
+    Copies every slice of SRC to DST unchanged, then adds augmented training
+    images until the train split holds exactly --target.  Each one records its
+    parent row and ops; validation and test patients are never augmented.  A
+    killed run resumes when the same command is run again.
+    """
+    from segkit.augment import augment_store
+    from segkit.augment_ops import parse_settings
+
+    result = augment_store(src, dst, target=target, seed=seed, ops=ops.split(","),
+                           op_settings=parse_settings(settings), workers=workers, overwrite=force, progress=True)
+    resumed = f" (resumed at row {result.resumed_from})" if result.resumed_from else ""
+    click.echo(f"wrote {result.path}: {result.train} training images ({result.augmented} augmented), "
+               f"{result.slices} slices in all{resumed}", err=True)
+
+
+@cli.command()
+@click.argument("store", type=click.Path(path_type=Path))
+@click.argument("out", type=click.Path(path_type=Path, dir_okay=False))
+@click.option("--n", "n", type=click.IntRange(1, 256), default=16, show_default=True, help="Number of tiles.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Chooses the slices shown.")
+def preview(store: Path, out: Path, n: int, seed: int) -> None:
+    """Draw a grid PNG of originals and augmented samples, tumour outlined, ops under each tile."""
+    from segkit.preview import render_preview
+
+    click.echo(f"wrote {render_preview(store, out, n=n, seed=seed)}", err=True)
 
 
 _TRAIN_BLOCKS = ("transformer", "se", "cbam", "attention-gate", "resnext")

@@ -67,6 +67,7 @@ __all__ = [
     "TABLE_COLUMNS",
     "SHARD_SLICES",
     "StoreWriter",
+    "write_rows",
     "Store",
     "open_store",
     "store_digest",
@@ -301,10 +302,68 @@ class StoreWriter:
             )
         if mask.dtype != np.bool_ and np.any((mask != 0) & (mask != 1)):
             raise UsageError("store writer", "masks must be binary (0/1)")
-        rows = {
+        self._add_columns(n, {
             "patient": patient, "series": series, "split": split, "index": index,
             "position": position, "source": source, "parent": parent, "transform": transform,
-        }
+        })
+        mask_u8 = mask.astype(np.uint8, copy=False)
+        self._add_has_tumour(n, mask_u8.reshape(n, -1).any(axis=1))
+        image_f32 = image.astype(np.float32, copy=False)
+        for i in range(0, n):
+            self._pending.images.append(image_f32[i])
+            self._pending.masks.append(mask_u8[i])
+            self._pending.count += 1
+            if self._pending.count == self.shard_slices:
+                self._flush()
+
+    def reserve(self, n: int) -> tuple[Path, int]:
+        """Make room for ``n`` slices that other processes write themselves (parallel writes).
+
+        Each process writes whole shards with :func:`write_rows` into the
+        returned temporary store; this writer then records them, in row order,
+        with :meth:`commit`.  Only possible on a shard boundary (``count`` a
+        multiple of ``shard_slices``), so no two processes touch one shard.
+
+        Returns
+        -------
+        (Path, int)
+            The temporary store and the first reserved row.
+        """
+        if self._group is None or self._closed:
+            raise UsageError("store writer", "is not open; use it as a context manager")
+        if self._pending.count:
+            raise UsageError("store writer", f"parallel writes must start on a shard boundary "
+                             f"(a multiple of {self.shard_slices} slices); {self.count} appended so far")
+        h, w = self.size
+        for name in ("image", "mask"):
+            array = self._group[name]
+            array.resize((max(array.shape[0], self._written + n), h, w))
+        return self._tmp, self._written
+
+    def commit(self, n: int, *, has_tumour: Sequence[bool] | np.ndarray, **rows: Any) -> None:
+        """Record the table rows of the next ``n`` slices, already written with :func:`write_rows`.
+
+        ``rows`` are the keyword columns of :meth:`append`; ``has_tumour`` is one
+        flag per slice (as :func:`write_rows` returns).  Commit whole shards (the
+        last may be partial) in row order; a resumable write journals each.
+        """
+        if self._group is None or self._closed:
+            raise UsageError("store writer", "is not open; use it as a context manager")
+        if self._pending.count:
+            raise UsageError("store writer", "commit follows reserve, on a shard boundary")
+        names = set(TABLE_COLUMNS) - {"has_tumour"}
+        rows = {"source": "original", "parent": -1, "transform": "", **rows}
+        if set(rows) != names:
+            raise UsageError("store writer", f"commit needs the columns {', '.join(sorted(names))}; "
+                             f"got {', '.join(sorted(rows))}")
+        self._add_columns(n, rows)
+        self._add_has_tumour(n, np.asarray(has_tumour, dtype=bool))
+        start, stop = self._written, self._written + n
+        self._written = stop
+        if self.resume_key is not None and stop % self.shard_slices == 0:
+            self._journal(start, stop)
+
+    def _add_columns(self, n: int, rows: Mapping[str, Any]) -> None:
         for name, value in rows.items():
             column = np.asarray(value, dtype=TABLE_COLUMNS[name] if TABLE_COLUMNS[name] is not str else object)
             if column.ndim == 0:
@@ -316,15 +375,11 @@ class StoreWriter:
             bad = set(self._columns[name][-1]) - set(allowed)
             if bad:
                 raise UsageError("store writer", f"{name} must be one of {', '.join(allowed)}, got {sorted(bad)}")
-        mask_u8 = mask.astype(np.uint8, copy=False)
-        self._columns["has_tumour"].append(mask_u8.reshape(n, -1).any(axis=1))
-        image_f32 = image.astype(np.float32, copy=False)
-        for i in range(0, n):
-            self._pending.images.append(image_f32[i])
-            self._pending.masks.append(mask_u8[i])
-            self._pending.count += 1
-            if self._pending.count == self.shard_slices:
-                self._flush()
+
+    def _add_has_tumour(self, n: int, flags: np.ndarray) -> None:
+        if flags.shape != (n,):
+            raise UsageError("store writer", f"has_tumour has {flags.size} values for {n} slices")
+        self._columns["has_tumour"].append(flags)
 
     def copy_from(self, store: Store, rows: Iterable[int] | np.ndarray, *, block: int = SHARD_SLICES) -> None:
         """Append rows of another store unchanged (pixels and table)."""
@@ -355,6 +410,10 @@ class StoreWriter:
             return self.path
         try:
             self._flush()
+            h, w = self.size
+            for name in ("image", "mask"):  # drop rows reserved but never committed
+                if self._group[name].shape[0] != self._written:
+                    self._group[name].resize((self._written, h, w))
             table = {name: (np.concatenate(parts) if parts else np.empty(0, dtype=object))
                      for name, parts in self._columns.items()}
             split = self._split_per_patient(table)
@@ -411,7 +470,7 @@ class StoreWriter:
         h, w = self.size
         for name, data in (("image", pending.images), ("mask", pending.masks)):
             array = self._group[name]
-            array.resize((stop, h, w))
+            array.resize((max(array.shape[0], stop), h, w))  # never below rows reserved for other writers
             array[start:stop] = np.stack(data)
         self._written = stop
         self._pending = _Pending()
@@ -494,6 +553,34 @@ class StoreWriter:
         self._tmp = None
         if old is not None:
             shutil.rmtree(old, ignore_errors=True)
+
+
+def write_rows(tmp: str | os.PathLike[str], start: int, image: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Write slices into rows ``start…`` of a store being written (see :meth:`StoreWriter.reserve`).
+
+    Call it from any process, with whole shards (the array's last may be
+    partial); then :meth:`StoreWriter.commit` the rows in order.
+
+    Returns
+    -------
+    numpy.ndarray
+        One ``has_tumour`` flag per slice, for :meth:`StoreWriter.commit`.
+
+    Raises
+    ------
+    UsageError
+        If a mask is not binary.
+    """
+    import zarr
+
+    mask_u8 = np.asarray(mask).astype(np.uint8, copy=False)
+    if mask_u8.size and mask_u8.max() > 1:
+        raise UsageError("store writer", "masks must be binary (0/1)")
+    group = zarr.open_group(tmp, mode="r+", zarr_format=3)
+    stop = start + len(image)
+    group["image"][start:stop] = np.asarray(image, dtype=np.float32)
+    group["mask"][start:stop] = mask_u8
+    return mask_u8.reshape(len(mask_u8), -1).any(axis=1)
 
 
 # --------------------------------------------------------------------------- reader
