@@ -16,7 +16,7 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from phantom_store import write_phantom_store, write_synth_store
+from phantom_store import write_phantom_store
 
 pytestmark = pytest.mark.train
 pytest.importorskip("tensorflow")
@@ -34,8 +34,12 @@ def store(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def synth_store(synth_cohort, tmp_path_factory) -> Path:
-    """The session's synthetic DICOM cohort (MR pixels + exact truth) as a store."""
-    return write_synth_store(synth_cohort, tmp_path_factory.mktemp("fit") / "synth.zarr")
+    """The session's synthetic DICOM cohort through ``segkit convert`` (the real chain)."""
+    from segkit.convert import convert
+
+    out = tmp_path_factory.mktemp("fit") / "synth.zarr"
+    convert(synth_cohort, out)
+    return out
 
 
 def run_cli(args: list[str], env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
