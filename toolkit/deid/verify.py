@@ -1,0 +1,224 @@
+"""Collect a file's identifying values and prove that none of them survives in the output bytes.
+
+The collector records every value of every PHI-bearing element of the input (names, IDs,
+dates, UIDs, addresses, free text, private text) in the forms it can take in a file:
+
+- padded or not (values are stripped; the search is on the bare value);
+- person names as stored (``Doe^John``) and as people write them (``John Doe``,
+  ``Doe, John``, ``Doe John``) and each name component of 4+ characters;
+- dates as ``YYYYMMDD`` and as ``YYYY-MM-DD``, ``YYYY.MM.DD``, ``YYYY/MM/DD``,
+  ``DD/MM/YYYY``, ``MM/DD/YYYY``, ``DD.MM.YYYY``, ``DD-MM-YYYY``;
+- every value of a multi-valued element;
+- letters in any case (the search runs on the lower-cased bytes).
+
+:class:`Verifier` turns them into ONE compiled multi-pattern byte search over the written
+bytes (everything but the pixel data value), plus a set intersection for the printable
+runs found in removed private or unknown elements.  Matches are bounded: a value must not
+be part of a longer word or number (a UID must not be a prefix of a longer UID), which
+keeps random binary bytes from raising false alarms.  Only on a hit is the output parsed,
+to name the tag path of every survivor (never its value).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from functools import lru_cache
+
+__all__ = ["PhiCollector", "Verifier", "locate_leaks", "MIN_TEXT", "date_variants", "name_variants"]
+
+#: shortest identifier searched for in the bytes (shorter ones match random bytes)
+MIN_TEXT = 4
+_PRINTABLE_RUN = re.compile(rb"[\x20-\x7e]{6,}")
+_SPLIT = re.compile(r"[\\\x00]")
+_UID_LIKE = re.compile(r"^[0-9]+(\.[0-9]+){2,}$")
+_NUMBER_LIKE = re.compile(r"^[-+]?[0-9]*\.?[0-9]+([eE][-+]?[0-9]+)?$")
+
+
+def date_variants(da: str) -> list[str]:
+    """The ways a ``YYYYMMDD`` date is commonly written."""
+    y, m, d = da[:4], da[4:6], da[6:8]
+    return [da, f"{y}-{m}-{d}", f"{y}.{m}.{d}", f"{y}/{m}/{d}", f"{d}/{m}/{y}", f"{m}/{d}/{y}",
+            f"{d}.{m}.{y}", f"{d}-{m}-{y}"]
+
+
+def name_variants(pn: str) -> tuple[list[str], list[str]]:
+    """``(whole-name forms, components)`` of a PN value (all three component groups)."""
+    forms: list[str] = []
+    comps: list[str] = []
+    for group in pn.split("="):
+        parts = [p.strip() for p in group.split("^")]
+        parts = [p for p in parts if p]
+        if not parts:
+            continue
+        family, given = parts[0], (parts[1] if len(parts) > 1 else "")
+        forms.append(group.strip("^ "))
+        if given:
+            forms += [f"{given} {family}", f"{family}, {given}", f"{family} {given}", f"{family},{given}"]
+        for p in parts:
+            comps += [w for w in re.split(r"[\s,.\-]+", p) if w]
+    return forms, comps
+
+
+@dataclass
+class PhiCollector:
+    """Identifying values of one input file, gathered during the de-identification walk."""
+
+    text: set[str] = field(default_factory=set)
+    short_text: set[str] = field(default_factory=set)  # scrubbed from free text, too short to search bytes
+    uids: set[str] = field(default_factory=set)
+    weak: set[bytes] = field(default_factory=set)
+    retained: set[str] = field(default_factory=set)
+
+    def add_text(self, value: str) -> None:
+        """A text value (ID, address, institution …); each value of a multi-valued element."""
+        for v in _SPLIT.split(value):
+            v = v.strip()
+            if not v:
+                continue
+            if len(v) >= MIN_TEXT:
+                self.text.add(v.lower())
+            elif len(v) >= 3:
+                self.short_text.add(v.lower())
+
+    def add_name(self, value: str) -> None:
+        """A person name in every form it is commonly written."""
+        for v in _SPLIT.split(value):
+            forms, comps = name_variants(v)
+            for f in forms:
+                if len(f) >= 3:
+                    self.text.add(f.lower())
+            for c in comps:
+                if len(c) >= MIN_TEXT:
+                    self.text.add(c.lower())
+                elif len(c) >= 3:
+                    self.short_text.add(c.lower())
+
+    def add_date(self, value: str) -> None:
+        """A DA value, or the date part of a DT value."""
+        for v in _SPLIT.split(value):
+            v = v.strip().replace(".", "").replace("-", "")
+            if len(v) >= 8 and v[:8].isdigit():
+                self.text.update(date_variants(v[:8]))
+
+    def add_uid(self, value: str) -> None:
+        for v in _SPLIT.split(value):
+            v = v.strip()
+            if len(v) >= 8:
+                self.uids.add(v)
+
+    def add_opaque(self, raw: bytes) -> None:
+        """Printable runs of a removed private or unknown element (nested sequences included)."""
+        for run in _PRINTABLE_RUN.findall(raw):
+            for piece in run.split(b"\\"):
+                piece = piece.strip(b" ")
+                if len(piece) < 6:
+                    continue
+                s = piece.decode("ascii")
+                if _NUMBER_LIKE.match(s):
+                    continue
+                if "^" in s:
+                    self.add_name(s)
+                if _UID_LIKE.match(s):
+                    self.uids.add(s)
+                else:
+                    self.weak.add(piece.lower())
+
+    def add_retained(self, value: str) -> None:
+        """A value a kept structural attribute legitimately carries (e.g. Manufacturer)."""
+        for v in _SPLIT.split(value):
+            v = v.strip().lower()
+            if v:
+                self.retained.add(v)
+
+    def verifier(self) -> "Verifier":
+        text = frozenset(self.text - self.retained)
+        weak = frozenset(w for w in self.weak if w.decode("ascii") not in self.retained and w.decode() not in text)
+        return Verifier(_compile(text, frozenset(self.uids)), weak)
+
+    def scrubber(self) -> re.Pattern[str] | None:
+        """A pattern that finds this file's identifiers in free text (for the clean action)."""
+        words = (self.text | self.short_text) - self.retained
+        if not words:
+            return None
+        return _compile_text(frozenset(words))
+
+
+@lru_cache(maxsize=256)
+def _compile_text(words: frozenset[str]) -> re.Pattern[str]:
+    alts = "|".join(re.escape(w) for w in sorted(words, key=lambda w: (-len(w), w)))
+    return re.compile(rf"(?<![A-Za-z0-9_])(?:{alts})(?![A-Za-z0-9_])", re.IGNORECASE)
+
+
+@lru_cache(maxsize=1024)
+def _compile(text: frozenset[str], uids: frozenset[str]) -> re.Pattern[bytes] | None:
+    parts = []
+    if text:
+        alts = b"|".join(re.escape(t.encode("utf-8", "surrogateescape"))
+                         for t in sorted(text, key=lambda w: (-len(w), w)))
+        parts.append(rb"(?<![a-z0-9_])(?:" + alts + rb")(?![a-z0-9_])")
+    if uids:
+        alts = b"|".join(re.escape(u.encode("ascii", "replace")) for u in sorted(uids, key=lambda w: (-len(w), w)))
+        parts.append(rb"(?<![0-9.])(?:" + alts + rb")(?![0-9.])")
+    if not parts:
+        return None
+    return re.compile(b"|".join(parts))
+
+
+@dataclass(frozen=True)
+class Verifier:
+    """The compiled search of one file's identifiers."""
+
+    pattern: re.Pattern[bytes] | None
+    weak: frozenset[bytes]
+
+    def leaks(self, data: bytes | memoryview) -> bool:
+        """True when any identifier occurs in *data* (the output bytes without the pixel data value)."""
+        low = bytes(data).lower()
+        if self.pattern is not None and self.pattern.search(low):
+            return True
+        if self.weak:
+            for run in _PRINTABLE_RUN.findall(low):
+                for piece in run.split(b"\\"):
+                    if piece.strip(b" ") in self.weak:
+                        return True
+        return False
+
+
+def locate_leaks(data: bytes, verifier: Verifier) -> list[str]:
+    """Tag paths (never values) of the elements of *data* in which an identifier survives.
+
+    Parses *data* (a DICOM file, possibly without its pixel data); called only after
+    :meth:`Verifier.leaks` said yes.
+    """
+    from io import BytesIO
+
+    import pydicom
+
+    try:
+        ds = pydicom.dcmread(BytesIO(data), force=True, stop_before_pixels=True)
+    except Exception:  # noqa: BLE001 - the bytes were written by pydicom a moment ago
+        return ["(unparsed output)"]
+    paths: list[str] = []
+    _walk_leaks(ds.file_meta, "", verifier, paths) if hasattr(ds, "file_meta") else None
+    _walk_leaks(ds, "", verifier, paths)
+    return paths or ["(between elements)"]
+
+
+def _walk_leaks(ds: "pydicom.Dataset", prefix: str, verifier: Verifier, paths: list[str]) -> None:  # noqa: F821
+    for elem in ds:
+        name = f"{prefix}({elem.tag.group:04X},{elem.tag.element:04X})"
+        if elem.VR == "SQ":
+            for i, item in enumerate(elem.value):
+                _walk_leaks(item, f"{name}[{i}]>", verifier, paths)
+            continue
+        value = elem.value
+        if isinstance(value, (bytes, bytearray)):
+            raw = bytes(value)
+        else:
+            raw = str(value).encode("utf-8", "replace") if not isinstance(value, (list, tuple)) else \
+                "\\".join(str(v) for v in value).encode("utf-8", "replace")
+        if verifier.leaks(b" " + raw + b" "):
+            paths.append(name)
+
+
