@@ -41,6 +41,22 @@ def _dict_vr(tag: int) -> str:
     return vr
 
 
+_CODECS = {"": "latin-1", "ISO_IR 6": "latin-1", "ISO_IR 100": "latin-1", "ISO_IR 192": "utf-8",
+           "ISO_IR 101": "iso8859-2", "ISO_IR 144": "iso8859-5", "ISO_IR 148": "iso8859-9"}
+
+
+def _codec_of(ds: Dataset) -> str | None:
+    """Python codec of a dataset's single (non-ISO 2022) character set, else None."""
+    raw = ds._dict.get(0x00080005)  # noqa: SLF001
+    if raw is None:
+        return "latin-1"
+    value = raw.value if raw.is_raw else "\\".join(ds.SpecificCharacterSet) if isinstance(
+        ds.SpecificCharacterSet, (list, MultiValue)) else ds.SpecificCharacterSet
+    if isinstance(value, bytes):
+        value = value.decode("ascii", "replace")
+    return _CODECS.get(str(value or "").strip("\x00 "))
+
+
 def _as_str(value: Any) -> str:
     if value is None:
         return ""
@@ -83,6 +99,7 @@ class Deidentifier:
         self._retain_uids = "retain_uids" in profile.options
         self._safe_private = "retain_safe_private" in profile.options
         self._clean_desc = "clean_descriptors" in profile.options
+        self._codec: str | None = "latin-1"
 
     # ------------------------------------------------------------------ rules
     def _rule(self, tag: int, vr: str) -> str:
@@ -123,7 +140,26 @@ class Deidentifier:
         """De-identify *ds* in place (one pass, nested sequences included)."""
         result.patient_key = patient_key
         result.shift = self.keyring.shift_days(patient_key) if self._shift else None
+        self._codec = _codec_of(ds)
         self._walk(ds, result)
+
+    # Values are read and written straight from/to the raw bytes when the character set is a
+    # single-byte or UTF-8 one (no pydicom element conversion: the walk's hot path); other
+    # character sets go through pydicom's conversion.
+    def _text(self, ds: Dataset, tag: int, raw: Any, vr: str) -> str:
+        if raw.is_raw and self._codec is not None and vr in _STR_VRS:
+            v = raw.value
+            return v.decode(self._codec, "replace").rstrip("\x00 ") if v else ""
+        return _as_str(ds[tag].value)
+
+    def _set(self, ds: Dataset, tag: int, raw: Any, vr: str, text: str | None) -> None:
+        if raw.is_raw and self._codec is not None and vr in _STR_VRS:
+            b = text.encode(self._codec, "replace") if text else b""
+            if len(b) & 1:
+                b += b"\x00" if vr == "UI" else b" "
+            ds._dict[tag] = raw._replace(value=b, length=len(b))  # noqa: SLF001
+        else:
+            ds[tag].value = text
 
     def _walk(self, ds: Dataset, r: WalkResult) -> None:
         patient_key, shift = r.patient_key, r.shift
@@ -150,11 +186,10 @@ class Deidentifier:
                         self._walk(item, r)
                 continue
             if action == "R":
-                col.add_retained(_as_str(ds[tag].value))
+                col.add_retained(self._text(ds, tag, raw, vr))
                 continue
-            elem = ds[tag]
-            vr = elem.VR
-            if vr == "SQ":
+            if vr == "SQ" or not raw.is_raw and raw.VR == "SQ":
+                elem = ds[tag]
                 # gather everything identifying inside, then apply the action to the sequence
                 for item in elem.value:
                     self._walk(item, r)
@@ -164,8 +199,18 @@ class Deidentifier:
                     elem.value = Sequence()
                 counts[action] += 1
                 continue
-            value = elem.value
-            text = _as_str(value)
+            if vr not in _STR_VRS:
+                elem = ds[tag]
+                vr = elem.VR
+                if vr == "SQ":  # an implicit-VR UN that pydicom resolved to a sequence
+                    for item in elem.value:
+                        self._walk(item, r)
+                    if action in ("X", "Z"):
+                        del d[tag]
+                    counts[action] += 1
+                    continue
+            text = self._text(ds, tag, d[tag], vr)
+            raw = d[tag]
             if action == "UI?":
                 if not text or all(v in UID_dictionary for v in text.split("\\")):
                     continue
@@ -174,20 +219,28 @@ class Deidentifier:
                     continue
             counts[action] += 1
             if action == "C":
-                self._clean(ds, elem, vr, text, shift, r)
+                self._clean(ds, tag, raw, vr, text, shift, r)
                 continue
             self._gather(vr, text, col)
             if action == "X":
                 del d[tag]
             elif action == "Z":
-                elem.value = None if vr in _STR_VRS or vr == "UN" else (b"" if vr in ("OB", "OW", "UN") else None)
+                if vr in _STR_VRS:
+                    self._set(ds, tag, raw, vr, None)
+                else:
+                    ds[tag].value = b"" if vr in ("OB", "OW", "UN") else None
             elif action == "U":
                 if text:
-                    elem.value = "\\".join(self.keyring.uid(v.strip("\x00 ")) for v in text.split("\\"))
+                    self._set(ds, tag, raw, vr, "\\".join(self.keyring.uid(v.strip("\x00 "))
+                                                          for v in text.split("\\")))
             elif action == "P":
-                elem.value = self.keyring.patient(patient_key)
+                self._set(ds, tag, raw, vr, self.keyring.patient(patient_key))
             elif action == "D":
-                elem.value = self._dummy(tag, vr, text, shift)
+                dummy = self._dummy(tag, vr, text, shift)
+                if vr in _STR_VRS:
+                    self._set(ds, tag, raw, vr, dummy)
+                else:
+                    ds[tag].value = dummy
         if private_seen:
             self._private(ds, d, r)
 
@@ -224,7 +277,8 @@ class Deidentifier:
             return 0
         return None
 
-    def _clean(self, ds: Dataset, elem: Any, vr: str, text: str, shift: int | None, r: WalkResult) -> None:
+    def _clean(self, ds: Dataset, tag: int, raw: Any, vr: str, text: str, shift: int | None,
+               r: WalkResult) -> None:
         col = r.collector
         if vr in ("DA", "DT"):
             col.add_date(text)
@@ -234,23 +288,23 @@ class Deidentifier:
             for v in text.split("\\"):
                 new = (shift_date if vr == "DA" else shift_datetime)(v, shift) if shift is not None else None
                 if new is None:
-                    del ds[elem.tag]
+                    del ds._dict[tag]  # noqa: SLF001
                     r.counts["X"] += 1
                     return
                 values.append(new)
-            elem.value = "\\".join(values)
+            self._set(ds, tag, raw, vr, "\\".join(values))
         elif vr == "TM":
             return  # a day shift keeps the time of day
         elif vr == "PN":
             col.add_name(text)
-            elem.value = "ANONYMOUS" if text else None
+            self._set(ds, tag, raw, vr, "ANONYMOUS" if text else None)
         elif vr in _TEXT_GATHER or vr == "UN":
             if text:
-                r.to_clean.append((ds, int(elem.tag), vr))
+                r.to_clean.append((ds, tag, vr))
         elif vr == "UI":
             col.add_uid(text)
             if text:
-                elem.value = "\\".join(self.keyring.uid(v.strip("\x00 ")) for v in text.split("\\"))
+                self._set(ds, tag, raw, vr, "\\".join(self.keyring.uid(v.strip("\x00 ")) for v in text.split("\\")))
 
     def finish_cleaning(self, r: WalkResult) -> None:
         """Scrub the file's identifiers out of the free text kept by the clean action."""
@@ -258,13 +312,13 @@ class Deidentifier:
             return
         pattern = r.collector.scrubber()
         for ds, tag, vr in r.to_clean:
-            elem = ds[tag]
-            text = _as_str(elem.value)
+            raw = ds._dict[tag]  # noqa: SLF001
+            text = self._text(ds, tag, raw, vr)
             new = pattern.sub(_SCRUB, text) if pattern is not None else text
             if new != text:
                 r.counts["C"] += 1
                 limit = _MAX_LEN.get(vr)
-                elem.value = new[:limit] if limit else new
+                self._set(ds, tag, raw, vr, new[:limit] if limit else new)
 
     # ------------------------------------------------------------------ private
     def _private(self, ds: Dataset, d: dict[int, Any], r: WalkResult) -> None:

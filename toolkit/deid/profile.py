@@ -84,8 +84,7 @@ class Profile:
 
     def method_description(self) -> str:
         """The DeidentificationMethod text: profile edition and options."""
-        opts = ", ".join(sorted(self.options)) or "none"
-        return f"segkit: DICOM PS3.15 {self.edition} Basic Profile; options: {opts}"[:64]
+        return f"segkit: PS3.15 {self.edition} Basic Profile + {len(self.options)} options (see codes)"
 
     def method_codes(self) -> list[tuple[str, str]]:
         """(code value, meaning) pairs of CID 7050 for the profile and its options."""

@@ -103,6 +103,7 @@ class _Worker:
         self.deid = Deidentifier(self.profile, self.keyring)
         self.out = Path(cfg.out)
         self.recipe = None
+        self._marks: list[Any] | None = None
         if cfg.deid_recipe:
             from deid.config import DeidRecipe
 
@@ -217,23 +218,14 @@ class _Worker:
         parser.parse(strip_sequences=False, remove_private=False)
 
     def _mark(self, ds: Any, result: Any) -> None:
-        from pydicom.dataset import Dataset, FileMetaDataset
-        from pydicom.sequence import Sequence
+        """Add the de-identification attributes (PS3.15 E.1.1) and a new file meta header."""
+        from pydicom.dataset import FileMetaDataset
 
-        ds.PatientIdentityRemoved = "YES"
-        ds.DeidentificationMethod = self.profile.method_description()
-        codes = []
-        for value, meaning in self.profile.method_codes():
-            item = Dataset()
-            item.CodeValue = value
-            item.CodingSchemeDesignator = "DCM"
-            item.CodeMeaning = meaning
-            codes.append(item)
-        ds.DeidentificationMethodCodeSequence = Sequence(codes)
-        opts = self.profile.options
-        ds.LongitudinalTemporalInformationModified = (
-            "UNMODIFIED" if "retain_full_dates" in opts else "MODIFIED" if "retain_modified_dates" in opts
-            else "REMOVED")
+        if self._marks is None:
+            self._marks = _mark_elements(self.profile)
+        d = ds._dict  # noqa: SLF001
+        for elem in self._marks:
+            d[elem.tag] = elem  # shared, never mutated
         old = getattr(ds, "file_meta", None)
         ts = str(old.get("TransferSyntaxUID", "")) if old is not None else ""
         if not ts or ts == _DEFLATED:
@@ -246,6 +238,27 @@ class _Worker:
         fm.ImplementationVersionName = IMPLEMENTATION_VERSION
         ds.file_meta = fm
         ds.preamble = b"\x00" * 128
+
+
+def _mark_elements(profile: Any) -> list[Any]:
+    from pydicom.dataelem import DataElement
+    from pydicom.dataset import Dataset
+    from pydicom.sequence import Sequence
+
+    codes = []
+    for value, meaning in profile.method_codes():
+        item = Dataset()
+        item.CodeValue = value
+        item.CodingSchemeDesignator = "DCM"
+        item.CodeMeaning = meaning
+        codes.append(item)
+    opts = profile.options
+    temporal = ("UNMODIFIED" if "retain_full_dates" in opts else "MODIFIED" if "retain_modified_dates" in opts
+                else "REMOVED")
+    return [DataElement(0x00120062, "CS", "YES"),
+            DataElement(0x00120063, "LO", profile.method_description()),
+            DataElement(0x00120064, "SQ", Sequence(codes)),
+            DataElement(0x00280303, "CS", temporal)]
 
 
 def _sop_name(sop: str) -> str:
@@ -336,16 +349,20 @@ def _serialise(ds: Any, ts: str) -> tuple[bytes, bytes, bytes]:
     """Write *ds* to bytes: ``(everything before the pixel data, pixel data element, anything after)``."""
     from pydicom.dataset import Dataset
     from pydicom.filebase import DicomBytesIO
-    from pydicom.filewriter import dcmwrite, write_dataset
+    from pydicom.filewriter import write_dataset, write_file_meta_info
     from pydicom.uid import UID
 
     d = ds._dict  # noqa: SLF001
     after = {t: d.pop(t) for t in [t for t in d if t > _PIXEL]}
     pixel = d.pop(_PIXEL, None)
-    buf = io.BytesIO()
-    dcmwrite(buf, ds, enforce_file_format=True)
-    header = buf.getvalue()
     uid = UID(ds.file_meta.TransferSyntaxUID)
+    buf = DicomBytesIO()
+    buf.write(ds.preamble + b"DICM")
+    write_file_meta_info(buf, ds.file_meta, enforce_standard=True)
+    buf.is_little_endian = uid.is_little_endian
+    buf.is_implicit_VR = uid.is_implicit_VR
+    _write_top_level(buf, ds)
+    header = buf.getvalue()
     parts = []
     from pydicom.tag import Tag
 
@@ -364,6 +381,54 @@ def _serialise(ds: Any, ts: str) -> tuple[bytes, bytes, bytes]:
         d[Tag(_PIXEL)] = pixel
     d.update(after)
     return header, parts[0], parts[1]
+
+
+_LONG_VRS = {"OB", "OD", "OF", "OL", "OV", "OW", "SQ", "SV", "UC", "UN", "UR", "UT", "UV"}
+
+
+def _write_top_level(fp: Any, ds: Any) -> None:
+    """pydicom's ``write_dataset`` for the top level, with a fast path for untouched raw elements.
+
+    A raw element that was read in this transfer syntax, has a defined length and is not a
+    sequence is copied as tag + VR + length + the bytes read; everything else (changed or
+    converted elements, sequences) goes through pydicom's ``write_data_element``.
+    """
+    import struct
+
+    from pydicom.filewriter import write_data_element
+
+    d = ds._dict  # noqa: SLF001
+    little, implicit = fp.is_little_endian, fp.is_implicit_VR
+    if ds.original_encoding != (implicit, little) or ds.original_character_set != ds._character_set:  # noqa: SLF001
+        from pydicom.filewriter import write_dataset
+
+        write_dataset(fp, ds)
+        return
+    e = "<" if little else ">"
+    short_head = struct.Struct(f"{e}HH2sH")
+    long_head = struct.Struct(f"{e}HH2s2xL")
+    implicit_head = struct.Struct(f"{e}HHL")
+    encodings = ds.get("SpecificCharacterSet", None) or None
+    write = fp.write
+    for tag in sorted(d):
+        if tag & 0xFFFF == 0 and tag >> 16 > 6:
+            continue
+        elem = d[tag]
+        vr = elem.VR
+        if elem.is_raw and vr not in ("SQ", "UN") and elem.length != 0xFFFFFFFF and (vr is not None or implicit):
+            value = elem.value or b""
+            if implicit:
+                write(implicit_head.pack(tag >> 16, tag & 0xFFFF, len(value)))
+            elif vr in _LONG_VRS:
+                write(long_head.pack(tag >> 16, tag & 0xFFFF, vr.encode(), len(value)))
+            elif len(value) <= 0xFFFF:
+                write(short_head.pack(tag >> 16, tag & 0xFFFF, vr.encode(), len(value)))
+            else:
+                write_data_element(fp, elem, encodings)
+                continue
+            write(value)
+        else:
+            write_data_element(fp, elem, encodings)
 
 
 # ------------------------------------------------------------------- the tree
