@@ -1,0 +1,1 @@
+"""Speed measurements, run by hand (`python -m benchmarks.NAME`); never part of the test suite."""
