@@ -22,7 +22,7 @@ from segkit.deid.verify import PhiCollector
 
 __all__ = ["Deidentifier", "WalkResult"]
 
-_TEXT_GATHER = {"AE", "AS", "CS", "LO", "LT", "SH", "ST", "UC", "UR", "UT"}
+_TEXT_GATHER = {"AE", "AS", "LO", "LT", "SH", "ST", "UC", "UR", "UT"}  # CS: enumerated codes, not identifiers
 _STR_VRS = {"AE", "AS", "CS", "DA", "DS", "DT", "IS", "LO", "LT", "PN", "SH", "ST", "TM", "UC", "UI", "UR", "UT"}
 _MAX_LEN = {"AE": 16, "CS": 16, "SH": 16, "LO": 64, "PN": 64, "DS": 16, "IS": 12, "UI": 64}
 _DUMMY_NUMERIC = {"IS": "0", "DS": "0"}
@@ -298,7 +298,7 @@ class Deidentifier:
         elif vr == "PN":
             col.add_name(text)
             self._set(ds, tag, raw, vr, "ANONYMOUS" if text else None)
-        elif vr in _TEXT_GATHER or vr == "UN":
+        elif vr in _TEXT_GATHER or vr in ("UN", "CS"):
             if text:
                 r.to_clean.append((ds, tag, vr))
         elif vr == "UI":
@@ -318,7 +318,10 @@ class Deidentifier:
             if new != text:
                 r.counts["C"] += 1
                 limit = _MAX_LEN.get(vr)
-                self._set(ds, tag, raw, vr, new[:limit] if limit else new)
+                new = new[:limit] if limit else new
+                self._set(ds, tag, raw, vr, new)
+            # kept by the profile: a removed private element holding the same text is not a leak
+            r.collector.add_retained(new)
 
     # ------------------------------------------------------------------ private
     def _private(self, ds: Dataset, d: dict[int, Any], r: WalkResult) -> None:
@@ -355,8 +358,6 @@ class Deidentifier:
                 col.add_opaque(_as_str(value).encode("latin-1", "replace"))
             del d[tag]
             r.counts["X"] += 1
-        for tag in [t for t in d if t >> 16 & 1]:
-            el = tag & 0xFFFF
-            if tag in keep_blocks:
-                continue
-            del d[tag]
+        for tag in [t for t in d if t >> 16 & 1 and (t & 0xFFFF) <= 0xFF]:
+            if tag not in keep_blocks:  # creators of removed blocks, private group lengths
+                del d[tag]

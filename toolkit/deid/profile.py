@@ -185,6 +185,10 @@ def load_profile(
             repeating.append((mask, value, action))
         else:
             actions[int(tag, 16)] = action
+    for kw in rules.get("dummy_when_combined", []):
+        tag = tag_for_keyword(kw)
+        if tag is not None and actions.get(tag) == "Z":
+            actions[tag] = "D"
     for tag in _PSEUDONYM_TAGS:
         actions[tag] = "P"
     keep_text = {tag_for_keyword(k) for k in rules["keep_public_text"]}

@@ -111,9 +111,13 @@ class _Worker:
 
     # ---------------------------------------------------------------- one file
     def process(self, src: str, rel: str) -> FileOutcome:
+        import warnings
+
         input_id = self.keyring.short("input", rel, 16)
         try:
-            outcome = self._process(Path(src), input_id)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # pydicom's warnings about odd inputs would name values
+                outcome = self._process(Path(src), input_id)
         except Exception as exc:  # noqa: BLE001 - a bad file must never stop the batch or leak
             outcome = FileOutcome(input_id, "quarantined", reason=f"could not be processed ({type(exc).__name__})")
         if outcome.status != "written":
@@ -190,13 +194,16 @@ class _Worker:
         header, pixels, tail = _serialise(ds, ts or "1.2.840.10008.1.2")
         counts = dict(sorted(result.counts.items()))
         if self.cfg.verify:
-            from segkit.deid.verify import locate_leaks
+            from segkit.deid.verify import CODED_VRS, locate_leaks
 
             verifier = result.collector.verifier()
             if verifier.leaks(header) or (tail and verifier.leaks(tail)):
-                paths = locate_leaks(header + tail, verifier)
-                return FileOutcome(input_id, "leak", sop_class=sop_name, actions=counts, leaks=paths,
-                                   reason="an identifier of the input survived; file not written")
+                found = locate_leaks(header + tail, verifier)
+                keep = self.profile.keep_text
+                paths = [path for path, vr, tag in found if vr not in CODED_VRS and tag not in keep]
+                if paths:
+                    return FileOutcome(input_id, "leak", sop_class=sop_name, actions=counts, leaks=paths,
+                                       reason="an identifier of the input survived; file not written")
         rel = _output_rel(ds, kr, input_id)
         dst = self.out / rel
         dst.parent.mkdir(parents=True, exist_ok=True)
@@ -428,7 +435,7 @@ def _write_top_level(fp: Any, ds: Any) -> None:
                 continue
             write(value)
         else:
-            write_data_element(fp, elem, encodings)
+            write_data_element(fp, ds.get_item(tag), encodings)
 
 
 # ------------------------------------------------------------------- the tree

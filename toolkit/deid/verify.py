@@ -24,6 +24,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from functools import lru_cache
+from typing import Any
 
 __all__ = ["PhiCollector", "Verifier", "locate_leaks", "MIN_TEXT", "date_variants", "name_variants"]
 
@@ -102,9 +103,10 @@ class PhiCollector:
                 self.text.update(date_variants(v[:8]))
 
     def add_uid(self, value: str) -> None:
+        """Instance UIDs (registered DICOM UIDs such as SOP classes are public constants, not PHI)."""
         for v in _SPLIT.split(value):
             v = v.strip()
-            if len(v) >= 8:
+            if len(v) >= 8 and v not in _registered():
                 self.uids.add(v)
 
     def add_opaque(self, raw: bytes) -> None:
@@ -120,7 +122,7 @@ class PhiCollector:
                 if "^" in s:
                     self.add_name(s)
                 if _UID_LIKE.match(s):
-                    self.uids.add(s)
+                    self.add_uid(s)
                 else:
                     self.weak.add(piece.lower())
 
@@ -132,16 +134,27 @@ class PhiCollector:
                 self.retained.add(v)
 
     def verifier(self) -> "Verifier":
-        text = frozenset(self.text - self.retained)
+        # every identifier is searched for everywhere; a hit inside a kept structural value (an
+        # institution called "Here" inside Manufacturer "Manufacturer name here") is told apart
+        # from a leak by the caller, per element, after locating it
+        text = frozenset(self.text)
+        # a removed private value that a kept element legitimately repeats is no identifier
         weak = frozenset(w for w in self.weak if w.decode("ascii") not in self.retained and w.decode() not in text)
         return Verifier(_compile(text, frozenset(self.uids)), weak)
 
     def scrubber(self) -> re.Pattern[str] | None:
         """A pattern that finds this file's identifiers in free text (for the clean action)."""
-        words = (self.text | self.short_text) - self.retained
+        words = self.text | self.short_text
         if not words:
             return None
         return _compile_text(frozenset(words))
+
+
+@lru_cache(maxsize=1)
+def _registered() -> frozenset[str]:
+    from pydicom.uid import UID_dictionary
+
+    return frozenset(UID_dictionary)
 
 
 @lru_cache(maxsize=256)
@@ -185,11 +198,18 @@ class Verifier:
         return False
 
 
-def locate_leaks(data: bytes, verifier: Verifier) -> list[str]:
-    """Tag paths (never values) of the elements of *data* in which an identifier survives.
+#: value representations that hold numbers or enumerated codes: an identifier's characters found
+#: there (Series Number 123456 of a patient whose ID is 123456, Body Part HEADNECK of patient
+#: QIN-HEADNECK-01) are a coincidence, not a leak
+CODED_VRS = frozenset({"IS", "DS", "CS", "US", "SS", "UL", "SL", "UV", "SV", "FL", "FD", "AT", "OF", "OD", "OL",
+                       "OV"})
+
+
+def locate_leaks(data: bytes, verifier: Verifier) -> list[tuple[str, str, int]]:
+    """``(tag path, VR, tag)`` of the elements of *data* in which an identifier survives (never the value).
 
     Parses *data* (a DICOM file, possibly without its pixel data); called only after
-    :meth:`Verifier.leaks` said yes.
+    :meth:`Verifier.leaks` said yes, so the common case never re-parses.
     """
     from io import BytesIO
 
@@ -198,14 +218,15 @@ def locate_leaks(data: bytes, verifier: Verifier) -> list[str]:
     try:
         ds = pydicom.dcmread(BytesIO(data), force=True, stop_before_pixels=True)
     except Exception:  # noqa: BLE001 - the bytes were written by pydicom a moment ago
-        return ["(unparsed output)"]
-    paths: list[str] = []
-    _walk_leaks(ds.file_meta, "", verifier, paths) if hasattr(ds, "file_meta") else None
+        return [("(unparsed output)", "UN", 0)]
+    paths: list[tuple[str, str, int]] = []
+    if getattr(ds, "file_meta", None) is not None:
+        _walk_leaks(ds.file_meta, "", verifier, paths)
     _walk_leaks(ds, "", verifier, paths)
-    return paths or ["(between elements)"]
+    return paths or [("(between elements)", "UN", 0)]
 
 
-def _walk_leaks(ds: "pydicom.Dataset", prefix: str, verifier: Verifier, paths: list[str]) -> None:  # noqa: F821
+def _walk_leaks(ds: Any, prefix: str, verifier: Verifier, paths: list[tuple[str, str, int]]) -> None:
     for elem in ds:
         name = f"{prefix}({elem.tag.group:04X},{elem.tag.element:04X})"
         if elem.VR == "SQ":
@@ -215,10 +236,9 @@ def _walk_leaks(ds: "pydicom.Dataset", prefix: str, verifier: Verifier, paths: l
         value = elem.value
         if isinstance(value, (bytes, bytearray)):
             raw = bytes(value)
+        elif isinstance(value, (list, tuple)) or type(value).__name__ == "MultiValue":
+            raw = "\\".join(str(v) for v in value).encode("utf-8", "replace")
         else:
-            raw = str(value).encode("utf-8", "replace") if not isinstance(value, (list, tuple)) else \
-                "\\".join(str(v) for v in value).encode("utf-8", "replace")
+            raw = str(value).encode("utf-8", "replace")
         if verifier.leaks(b" " + raw + b" "):
-            paths.append(name)
-
-
+            paths.append((name, elem.VR, int(elem.tag)))
