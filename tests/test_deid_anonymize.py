@@ -14,6 +14,7 @@ import pytest
 from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
 
+from deid_builders import phi_mr as _phi_mr, tree_bytes as _tree_bytes
 from segkit.deid import AUDIT_NAME, Keyring, anonymize_tree, load_profile
 from segkit.errors import LeakError, UsageError
 
@@ -63,32 +64,6 @@ def _identifiers(ds: Dataset) -> set[str]:
     kept = " ".join(str(ds.get(k, "")).lower() for k in ("Manufacturer", "ManufacturerModelName", "SoftwareVersions"))
     return {f for f in found if sum(c.isalnum() for c in f) >= 4
             and not re.search(rf"(?<![a-z0-9_]){re.escape(f.lower())}(?![a-z0-9_])", kept)}
-
-
-def _phi_mr(path: Path, *, name: str = "Quixote^Alonso", mrn: str = "MRN4711042", date: str = "20210315") -> Path:
-    """pydicom's MR_small with identifiers planted in unusual places (nested private sequence too)."""
-    from pydicom.data import get_testdata_file
-
-    ds = pydicom.dcmread(get_testdata_file("MR_small.dcm"))
-    ds.PatientName = name
-    ds.PatientID = mrn
-    ds.StudyDate = ds.SeriesDate = date
-    ds.PatientBirthDate = "19470102"
-    ds.OtherPatientNames = name
-    family, given = name.split("^")
-    ds.ImageComments = f"Seen by Dr. Who; patient {given} {family} ({mrn}) on {date[6:8]}/{date[4:6]}/{date[:4]}"
-    block = ds.private_block(0x0011, "ACME PHI", create=True)
-    inner = Dataset()
-    inner.private_block(0x0011, "ACME PHI", create=True).add_new(0x11, "LO", mrn)
-    block.add_new(0x10, "SQ", Sequence([inner]))
-    block.add_new(0x12, "LO", f"{given} {family}")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    ds.save_as(path, enforce_file_format=True)
-    return path
-
-
-def _tree_bytes(root: Path) -> dict[str, bytes]:
-    return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
 
 
 # ------------------------------------------------------------------ synthetic cohort

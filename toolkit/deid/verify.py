@@ -68,6 +68,7 @@ class PhiCollector:
     text: set[str] = field(default_factory=set)
     short_text: set[str] = field(default_factory=set)  # scrubbed from free text, too short to search bytes
     uids: set[str] = field(default_factory=set)
+    dates: set[str] = field(default_factory=set)  # YYYYMMDD, also searched as the head of a DT value
     weak: set[bytes] = field(default_factory=set)
     retained: set[str] = field(default_factory=set)
 
@@ -100,7 +101,8 @@ class PhiCollector:
         for v in _SPLIT.split(value):
             v = v.strip().replace(".", "").replace("-", "")
             if len(v) >= 8 and v[:8].isdigit():
-                self.text.update(date_variants(v[:8]))
+                self.text.update(date_variants(v[:8])[1:])
+                self.dates.add(v[:8])
 
     def add_uid(self, value: str) -> None:
         """Instance UIDs (registered DICOM UIDs such as SOP classes are public constants, not PHI)."""
@@ -140,11 +142,11 @@ class PhiCollector:
         text = frozenset(self.text)
         # a removed private value that a kept element legitimately repeats is no identifier
         weak = frozenset(w for w in self.weak if w.decode("ascii") not in self.retained and w.decode() not in text)
-        return Verifier(_compile(text, frozenset(self.uids)), weak)
+        return Verifier(_compile(text, frozenset(self.uids), frozenset(self.dates)), weak)
 
     def scrubber(self) -> re.Pattern[str] | None:
         """A pattern that finds this file's identifiers in free text (for the clean action)."""
-        words = self.text | self.short_text
+        words = self.text | self.short_text | self.dates
         if not words:
             return None
         return _compile_text(frozenset(words))
@@ -164,8 +166,13 @@ def _compile_text(words: frozenset[str]) -> re.Pattern[str]:
 
 
 @lru_cache(maxsize=1024)
-def _compile(text: frozenset[str], uids: frozenset[str]) -> re.Pattern[bytes] | None:
+def _compile(text: frozenset[str], uids: frozenset[str], dates: frozenset[str] = frozenset()
+             ) -> re.Pattern[bytes] | None:
     parts = []
+    if dates:
+        alts = b"|".join(d.encode("ascii") for d in sorted(dates))
+        # a DA, or the date part of a DT (time, fraction and UTC offset may follow)
+        parts.append(rb"(?<![a-z0-9_])(?:" + alts + rb")(?:[0-9]{2}){0,3}(?:\.[0-9]{1,6})?(?:[+-][0-9]{4})?(?![a-z0-9_])")
     if text:
         alts = b"|".join(re.escape(t.encode("utf-8", "surrogateescape"))
                          for t in sorted(text, key=lambda w: (-len(w), w)))
