@@ -32,6 +32,7 @@ def build_corpus(root: Path, files: int, patients: int) -> list[Path]:
     from pydicom.uid import generate_uid
 
     base = pydicom.dcmread(get_testdata_file("MR_small.dcm"))
+    base.ImageType = ["ORIGINAL", "PRIMARY", "OTHER"]  # an acquisition (MR_small says DERIVED\\SECONDARY)
     per = files // patients
     paths = []
     for p in range(patients):

@@ -14,6 +14,7 @@ def phi_mr(path: Path, *, name: str = "Quixote^Alonso", mrn: str = "MRN4711042",
     from pydicom.data import get_testdata_file
 
     ds = pydicom.dcmread(get_testdata_file("MR_small.dcm"))
+    ds.ImageType = ["ORIGINAL", "PRIMARY", "OTHER"]  # an acquisition, not a secondary capture
     ds.PatientName = name
     ds.PatientID = mrn
     ds.StudyDate = ds.SeriesDate = date

@@ -177,9 +177,9 @@ class Deidentifier:
                 del d[tag]
                 continue
             vr = raw.VR or _dict_vr(tag)
-            action = self.actions.get(tag)
+            action = self.actions.get(int(tag))  # int keys: BaseTag.__eq__ is Python-level
             if action is None:
-                action = self._rule(tag, vr)
+                action = self._rule(int(tag), vr)
             if action == "K":
                 if vr == "SQ":
                     for item in ds[tag].value:

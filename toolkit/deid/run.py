@@ -104,6 +104,7 @@ class _Worker:
         self.out = Path(cfg.out)
         self.recipe = None
         self._marks: list[Any] | None = None
+        self._pixel_recipe: Any = None
         if cfg.deid_recipe:
             from deid.config import DeidRecipe
 
@@ -166,13 +167,60 @@ class _Worker:
         problem = _check_pixels(ds, sop_name)
         if problem:
             return FileOutcome(input_id, "quarantined", sop_class=sop_name, reason=problem)
-        risk = _burned_in_risk(ds, sop)
-        if risk:
-            return FileOutcome(input_id, "quarantined", sop_class=sop_name,
-                               reason=f"burned-in text risk ({risk}); no pixel-cleaning recipe covers it")
-        return self._deidentify(ds, sop, sop_name, input_id)
+        risk, consult = _burned_in_risk(ds, sop)
+        cleaned = None
+        if risk or consult:
+            verdict = self._pixel_filters(src, ds, risk)
+            if verdict is not None and verdict.startswith("quarantine:"):
+                return FileOutcome(input_id, "quarantined", sop_class=sop_name, reason=verdict[11:])
+            cleaned = verdict
+        return self._deidentify(ds, sop, sop_name, input_id, cleaned)
 
-    def _deidentify(self, ds: Any, sop: str, sop_name: str, input_id: str) -> FileOutcome:
+    def _pixel_filters(self, src: Path, ds: Any, risk: str | None) -> str | None:
+        """Apply deid's pixel-filter recipe: ``None`` (no risk), a cleaned-by note, or ``quarantine:<reason>``.
+
+        An image that deid flags with the coordinates of its burned-in text is cleaned with deid's
+        DicomCleaner (native pixel data only); one flagged without coordinates, or at risk by its
+        class (BurnedInAnnotation = YES, secondary capture, ultrasound) with no recipe that covers
+        it, is quarantined: never written out uncleaned.
+        """
+        from deid.dicom.pixels.detect import has_burned_pixels
+
+        if self._pixel_recipe is None:
+            import logging as _logging
+
+            from deid.config import DeidRecipe
+            from deid.logger import bot
+
+            bot.level = 0
+            _logging.getLogger("deid").setLevel(_logging.ERROR)
+            self._pixel_recipe = DeidRecipe()
+        result = has_burned_pixels(ds, deid=self._pixel_recipe)
+        flagged = [r for r in result.get("results", []) if r.get("group") != "whitelist"] if result["flagged"] else []
+        if not flagged:
+            return f"quarantine:burned-in text risk ({risk}); no pixel-cleaning recipe covers it" if risk else None
+        if any(not r.get("coordinates") for r in flagged):
+            names = sorted({str(r.get("reason", "")).strip()[:60] or r.get("group", "") for r in flagged})
+            cause = risk or "matched by deid's pixel filters"
+            return f"quarantine:burned-in text risk ({cause}; {names[0]}); no coordinates to clean"
+        from pydicom.uid import UID
+
+        ts = UID(str(ds.file_meta.get("TransferSyntaxUID", "1.2.840.10008.1.2")))
+        if ts.is_compressed or str(ds.get("PhotometricInterpretation", "")) not in ("MONOCHROME1", "MONOCHROME2"):
+            return "quarantine:burned-in text matched by deid's pixel filters; cleaning needs native greyscale pixels"
+        from deid.dicom import DicomCleaner
+
+        cleaner = DicomCleaner()  # deid's default pixel recipe, the one detect() used above
+        cleaner.detect(str(src))
+        cleaned = cleaner.clean()
+        if cleaned is None:
+            return "quarantine:burned-in text matched by deid's pixel filters; deid could not clean it"
+        original = ds.pixel_array
+        ds.PixelData = cleaned.astype(original.dtype).reshape(original.shape).tobytes()
+        return "deid DicomCleaner"
+
+    def _deidentify(self, ds: Any, sop: str, sop_name: str, input_id: str, cleaned: str | None = None
+                    ) -> FileOutcome:
         from segkit.deid.actions import WalkResult
 
         kr = self.keyring
@@ -189,9 +237,10 @@ class _Worker:
         self.deid.finish_cleaning(result)
         if self.recipe is not None:
             self._apply_recipe(ds)
-        self._mark(ds, result)
-        ts = str(meta.get("TransferSyntaxUID", "")) if meta is not None else ""
-        header, pixels, tail = _serialise(ds, ts or "1.2.840.10008.1.2")
+        ts = self._mark(ds, result)
+        header, pixels, tail = _serialise(ds, ts)
+        if cleaned:
+            result.counts["pixels cleaned"] += 1
         counts = dict(sorted(result.counts.items()))
         if self.cfg.verify:
             from segkit.deid.verify import CODED_VRS, locate_leaks
@@ -224,10 +273,8 @@ class _Worker:
         parser = DicomParser(ds, recipe=self.recipe)
         parser.parse(strip_sequences=False, remove_private=False)
 
-    def _mark(self, ds: Any, result: Any) -> None:
-        """Add the de-identification attributes (PS3.15 E.1.1) and a new file meta header."""
-        from pydicom.dataset import FileMetaDataset
-
+    def _mark(self, ds: Any, result: Any) -> str:
+        """Add the de-identification attributes (PS3.15 E.1.1); return the output transfer syntax."""
         if self._marks is None:
             self._marks = _mark_elements(self.profile)
         d = ds._dict  # noqa: SLF001
@@ -235,16 +282,9 @@ class _Worker:
             d[elem.tag] = elem  # shared, never mutated
         old = getattr(ds, "file_meta", None)
         ts = str(old.get("TransferSyntaxUID", "")) if old is not None else ""
-        if not ts or ts == _DEFLATED:
-            ts = "1.2.840.10008.1.2.1" if ts == _DEFLATED else "1.2.840.10008.1.2"
-        fm = FileMetaDataset()
-        fm.MediaStorageSOPClassUID = ds.SOPClassUID
-        fm.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
-        fm.TransferSyntaxUID = ts
-        fm.ImplementationClassUID = IMPLEMENTATION_CLASS_UID
-        fm.ImplementationVersionName = IMPLEMENTATION_VERSION
-        ds.file_meta = fm
-        ds.preamble = b"\x00" * 128
+        if ts == _DEFLATED:
+            return "1.2.840.10008.1.2.1"  # written inflated: the verifier must see the bytes
+        return ts or "1.2.840.10008.1.2"
 
 
 def _mark_elements(profile: Any) -> list[Any]:
@@ -325,16 +365,34 @@ def _check_pixels(ds: Any, sop_name: str) -> str | None:
     return None
 
 
-def _burned_in_risk(ds: Any, sop: str) -> str | None:
+#: image types deid's blacklist treats as screenshots, reports or scanned documents
+_RISKY_IMAGE_TYPES = ("SECONDARY", "SCREEN", "SAVE", "REPORTDATA", "DEMOGRAPHICDATA", "INVALID")
+#: modalities with device-specific entries (and coordinates) in deid's pixel-filter recipe
+_CONSULT_MODALITIES = {"US", "CT", "NM", "PT", "OT", "XA", "RF", "CR", "DX", "MG", "ES", "XC"}
+
+
+def _burned_in_risk(ds: Any, sop: str) -> tuple[str | None, bool]:
+    """``(risk, consult)``: a class-based burned-in text risk, and whether to ask deid's pixel filters.
+
+    Cheap header tests decide; deid's recipe (about 2 ms a file) runs only on the images they
+    single out, so primary MR acquisitions are not slowed down.
+    """
     if 0x7FE00010 not in ds:
-        return None
+        return None, False
     if str(ds.get("BurnedInAnnotation", "") or "").strip().upper() == "YES":
-        return "BurnedInAnnotation = YES"
+        return "BurnedInAnnotation = YES", True
     if sop.startswith(_SC_PREFIX):
-        return "secondary capture"
-    if sop in _US_CLASSES or str(ds.get("Modality", "") or "").strip().upper() == "US":
-        return "ultrasound"
-    return None
+        return "secondary capture", True
+    modality = str(ds.get("Modality", "") or "").strip().upper()
+    if sop in _US_CLASSES or modality == "US":
+        return "ultrasound", True
+    image_type = [str(v).upper() for v in (ds.get("ImageType") or [])]
+    if not image_type and modality in ("CT", "MR"):
+        return "no ImageType", True
+    odd = [t for t in image_type if t in _RISKY_IMAGE_TYPES]
+    if odd:
+        return f"ImageType {odd[0]}", True
+    return None, modality in _CONSULT_MODALITIES
 
 
 def _safe_name(text: str, fallback: str) -> str:
@@ -352,41 +410,63 @@ def _output_rel(ds: Any, kr: Any, input_id: str) -> str:
     return f"{patient}/{study}/{modality}-{series}/{sop}-{input_id[:6]}.dcm"
 
 
+def _file_meta(sop_class: str, sop_instance: str, ts: str) -> bytes:
+    """Preamble, ``DICM`` and a fresh File Meta Information group (explicit VR little endian)."""
+    import struct
+
+    def elem(element: int, vr: bytes, value: bytes, pad: bytes) -> bytes:
+        if len(value) & 1:
+            value += pad
+        if vr == b"OB":
+            return struct.pack("<HH2s2xL", 2, element, vr, len(value)) + value
+        return struct.pack("<HH2sH", 2, element, vr, len(value)) + value
+
+    body = b"".join((
+        elem(0x0001, b"OB", b"\x00\x01", b"\x00"),
+        elem(0x0002, b"UI", sop_class.encode("ascii"), b"\x00"),
+        elem(0x0003, b"UI", sop_instance.encode("ascii"), b"\x00"),
+        elem(0x0010, b"UI", ts.encode("ascii"), b"\x00"),
+        elem(0x0012, b"UI", IMPLEMENTATION_CLASS_UID.encode("ascii"), b"\x00"),
+        elem(0x0013, b"SH", IMPLEMENTATION_VERSION.encode("ascii"), b" "),
+    ))
+    return b"\x00" * 128 + b"DICM" + struct.pack("<HH2sHL", 2, 0, b"UL", 4, len(body)) + body
+
+
 def _serialise(ds: Any, ts: str) -> tuple[bytes, bytes, bytes]:
-    """Write *ds* to bytes: ``(everything before the pixel data, pixel data element, anything after)``."""
-    from pydicom.dataset import Dataset
+    """Write *ds* to bytes: ``(everything before the pixel data, pixel data element, anything after)``.
+
+    The pixel data value is kept apart so that the verifier searches everything but it.
+    """
     from pydicom.filebase import DicomBytesIO
-    from pydicom.filewriter import write_dataset, write_file_meta_info
+    from pydicom.filewriter import write_data_element
     from pydicom.uid import UID
 
     d = ds._dict  # noqa: SLF001
-    after = {t: d.pop(t) for t in [t for t in d if t > _PIXEL]}
-    pixel = d.pop(_PIXEL, None)
-    uid = UID(ds.file_meta.TransferSyntaxUID)
+    after = [t for t in d if int(t) > _PIXEL]
+    after_elems = {t: d.pop(t) for t in after}
+    pixel_tag = next((t for t in d if int(t) == _PIXEL), None)
+    pixel = d.pop(pixel_tag) if pixel_tag is not None else None
+    uid = UID(ts)
     buf = DicomBytesIO()
-    buf.write(ds.preamble + b"DICM")
-    write_file_meta_info(buf, ds.file_meta, enforce_standard=True)
+    buf.write(_file_meta(str(ds.SOPClassUID).strip("\x00 "), str(ds.SOPInstanceUID).strip("\x00 "), ts))
     buf.is_little_endian = uid.is_little_endian
     buf.is_implicit_VR = uid.is_implicit_VR
-    _write_top_level(buf, ds)
+    try:
+        _write_top_level(buf, ds)
+    finally:
+        if pixel is not None:
+            d[pixel_tag] = pixel
+        d.update(after_elems)
     header = buf.getvalue()
+    encodings = ds.get("SpecificCharacterSet", None) or None
     parts = []
-    from pydicom.tag import Tag
-
-    for elems in ({Tag(_PIXEL): pixel} if pixel is not None else {}, after):
-        if not elems:
-            parts.append(b"")
-            continue
-        frag = Dataset()
-        frag._dict.update(elems)  # noqa: SLF001
+    for elems in ([pixel_tag] if pixel is not None else [], sorted(after, key=int)):
         fp = DicomBytesIO()
         fp.is_little_endian = uid.is_little_endian
         fp.is_implicit_VR = uid.is_implicit_VR
-        write_dataset(fp, frag)
+        for t in elems:
+            write_data_element(fp, ds.get_item(t), encodings)
         parts.append(fp.getvalue())
-    if pixel is not None:
-        d[Tag(_PIXEL)] = pixel
-    d.update(after)
     return header, parts[0], parts[1]
 
 
@@ -417,7 +497,7 @@ def _write_top_level(fp: Any, ds: Any) -> None:
     implicit_head = struct.Struct(f"{e}HHL")
     encodings = ds.get("SpecificCharacterSet", None) or None
     write = fp.write
-    for tag in sorted(d):
+    for tag in sorted(d, key=int):
         if tag & 0xFFFF == 0 and tag >> 16 > 6:
             continue
         elem = d[tag]
