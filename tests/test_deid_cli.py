@@ -164,3 +164,36 @@ def test_removed_private_text_is_searched_as_a_token():
     v = c.verifier()
     assert v.leaks(b"\x00\x08ZX-SECRET-77 ")
     assert not v.leaks(b"\x00\x08ZX-SECRET-7 ")
+
+
+def test_verifier_finds_a_non_ascii_name_in_the_file_character_set_and_any_case():
+    latin1 = (lambda t: t.encode("latin-1"),)
+    v = _verifier_for(name="Müller^Jürgen")
+    assert not v.leaks(b"x")
+    c = PhiCollector()
+    c.add_name("Müller^Jürgen")
+    v = c.verifier(latin1)
+    assert v.leaks(b" J\xfcrgen M\xfcller ")  # as written, Latin-1
+    assert v.leaks(b" M\xdcLLER ")  # upper case, Latin-1
+    assert v.leaks(" müller ".encode("utf-8"))  # UTF-8 is always tried
+
+
+def test_weakened_profile_leak_of_a_latin1_name_is_caught(tmp_path):
+    import pydicom as _pydicom
+
+    from segkit.deid import anonymize_tree
+    from segkit.errors import LeakError
+
+    path = _phi_mr(tmp_path / "in" / "a.dcm", name="Müller^Jürgen")
+    ds = _pydicom.dcmread(path)
+    ds.SpecificCharacterSet = "ISO_IR 100"
+    ds.ImageComments = "Befund: JÜRGEN MÜLLER"
+    ds.save_as(path)
+    assert "MÜLLER".encode("latin-1") in path.read_bytes()
+    weak = tmp_path / "weak.yaml"
+    weak.write_text("actions:\n  ImageComments: K\n")
+    with pytest.raises(LeakError, match="still held an identifier"):
+        anonymize_tree(tmp_path / "in", tmp_path / "out", b"k" * 32, profile=weak, workers=1)
+    anonymize_tree(tmp_path / "in", tmp_path / "out2", b"k" * 32, workers=1)  # default profile: cleaned
+    (out,) = sorted((tmp_path / "out2").rglob("*.dcm"))
+    assert _pydicom.dcmread(out).ImageComments == "Befund: ***"

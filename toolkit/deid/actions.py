@@ -143,6 +143,19 @@ class Deidentifier:
         self._codec = _codec_of(ds)
         self._walk(ds, result)
 
+    def encoders(self, ds: Dataset) -> tuple[Any, ...]:
+        """How the file encodes text (for the verifier): its single-byte codec, or pydicom's ISO 2022 encoder."""
+        if self._codec is not None:
+            codec = self._codec
+            return (lambda t: t.encode(codec),)
+        from pydicom.charset import convert_encodings, encode_string
+
+        try:
+            encodings = convert_encodings(ds.get("SpecificCharacterSet") or "ISO_IR 6")
+        except Exception:  # noqa: BLE001 - an unknown character set: UTF-8 and Latin-1 are still tried
+            return ()
+        return (lambda t: encode_string(t, encodings),)
+
     # Values are read and written straight from/to the raw bytes when the character set is a
     # single-byte or UTF-8 one (no pydicom element conversion: the walk's hot path); other
     # character sets go through pydicom's conversion.

@@ -245,7 +245,7 @@ class _Worker:
         if self.cfg.verify:
             from segkit.deid.verify import CODED_VRS, locate_leaks
 
-            verifier = result.collector.verifier()
+            verifier = result.collector.verifier(self.deid.encoders(ds))
             if verifier.leaks(header) or (tail and verifier.leaks(tail)):
                 found = locate_leaks(header + tail, verifier)
                 keep = self.profile.keep_text

@@ -24,7 +24,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Any
+from typing import Any, Callable
 
 __all__ = ["PhiCollector", "Verifier", "locate_leaks", "MIN_TEXT", "date_variants", "name_variants"]
 
@@ -79,9 +79,9 @@ class PhiCollector:
             if not v:
                 continue
             if len(v) >= MIN_TEXT:
-                self.text.add(v.lower())
+                self.text.add(v)
             elif len(v) >= 3:
-                self.short_text.add(v.lower())
+                self.short_text.add(v)
 
     def add_name(self, value: str) -> None:
         """A person name in every form it is commonly written."""
@@ -89,12 +89,12 @@ class PhiCollector:
             forms, comps = name_variants(v)
             for f in forms:
                 if len(f) >= 3:
-                    self.text.add(f.lower())
+                    self.text.add(f)
             for c in comps:
                 if len(c) >= MIN_TEXT:
-                    self.text.add(c.lower())
+                    self.text.add(c)
                 elif len(c) >= 3:
-                    self.short_text.add(c.lower())
+                    self.short_text.add(c)
 
     def add_date(self, value: str) -> None:
         """A DA value, or the date part of a DT value."""
@@ -135,14 +135,28 @@ class PhiCollector:
             if v:
                 self.retained.add(v)
 
-    def verifier(self) -> "Verifier":
-        # every identifier is searched for everywhere; a hit inside a kept structural value (an
-        # institution called "Here" inside Manufacturer "Manufacturer name here") is told apart
-        # from a leak by the caller, per element, after locating it
-        text = frozenset(self.text)
+    def verifier(self, encoders: tuple[Callable[[str], bytes], ...] = ()) -> "Verifier":
+        """The compiled search for these identifiers.
+
+        Parameters
+        ----------
+        encoders:
+            How text is encoded in the file (its Specific Character Set); UTF-8 and Latin-1
+            are always tried too.  Letters are matched in any ASCII case, and non-ASCII
+            letters as written, in upper and in lower case.
+        """
+        encs = tuple(encoders) + (_utf8, _latin1)
+        text: set[bytes] = set()
+        for t in self.text:
+            for variant in {t, t.upper(), t.lower()}:
+                for enc in encs:
+                    try:
+                        text.add(enc(variant).lower())
+                    except (UnicodeError, LookupError, ValueError):
+                        continue
         # a removed private value that a kept element legitimately repeats is no identifier
-        weak = frozenset(w for w in self.weak if w.decode("ascii") not in self.retained and w.decode() not in text)
-        return Verifier(_compile(text, frozenset(self.uids), frozenset(self.dates)), weak)
+        weak = frozenset(w for w in self.weak if w.decode("ascii") not in self.retained and w not in text)
+        return Verifier(_compile(frozenset(text), frozenset(self.uids), frozenset(self.dates)), weak)
 
     def scrubber(self) -> re.Pattern[str] | None:
         """A pattern that finds this file's identifiers in free text (for the clean action)."""
@@ -150,6 +164,14 @@ class PhiCollector:
         if not words:
             return None
         return _compile_text(frozenset(words))
+
+
+def _utf8(text: str) -> bytes:
+    return text.encode("utf-8")
+
+
+def _latin1(text: str) -> bytes:
+    return text.encode("latin-1")
 
 
 @lru_cache(maxsize=1)
@@ -166,7 +188,7 @@ def _compile_text(words: frozenset[str]) -> re.Pattern[str]:
 
 
 @lru_cache(maxsize=1024)
-def _compile(text: frozenset[str], uids: frozenset[str], dates: frozenset[str] = frozenset()
+def _compile(text: frozenset[bytes], uids: frozenset[str], dates: frozenset[str] = frozenset()
              ) -> re.Pattern[bytes] | None:
     parts = []
     if dates:
@@ -174,8 +196,7 @@ def _compile(text: frozenset[str], uids: frozenset[str], dates: frozenset[str] =
         # a DA, or the date part of a DT (time, fraction and UTC offset may follow)
         parts.append(rb"(?<![a-z0-9_])(?:" + alts + rb")(?:[0-9]{2}){0,3}(?:\.[0-9]{1,6})?(?:[+-][0-9]{4})?(?![a-z0-9_])")
     if text:
-        alts = b"|".join(re.escape(t.encode("utf-8", "surrogateescape"))
-                         for t in sorted(text, key=lambda w: (-len(w), w)))
+        alts = b"|".join(re.escape(t) for t in sorted(text, key=lambda w: (-len(w), w)))
         parts.append(rb"(?<![a-z0-9_])(?:" + alts + rb")(?![a-z0-9_])")
     if uids:
         alts = b"|".join(re.escape(u.encode("ascii", "replace")) for u in sorted(uids, key=lambda w: (-len(w), w)))
