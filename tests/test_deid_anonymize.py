@@ -97,6 +97,19 @@ def test_every_dicom_input_is_written_and_other_files_are_quarantined(synth_coho
                                                 "Segmentation Storage"}
 
 
+def test_audit_records_follow_their_schema(anonymized_cohort, tmp_path):
+    from segkit.schemas import validate
+
+    for rec in _audit(anonymized_cohort):
+        validate(rec, "anonymize-audit")
+    _phi_mr(tmp_path / "in" / "a.dcm")
+    (tmp_path / "weak.yaml").write_text("actions:\n  OtherPatientNames: K\n")
+    with pytest.raises(LeakError):
+        anonymize_tree(tmp_path / "in", tmp_path / "out", KEY, profile=tmp_path / "weak.yaml")
+    for rec in _audit(tmp_path / "out"):
+        validate(rec, "anonymize-audit")
+
+
 def test_output_tree_and_audit_carry_no_identifier(synth_cohort, anonymized_cohort):
     identifiers: set[str] = set()
     for f in _dicom_files(synth_cohort):
