@@ -20,6 +20,7 @@ def phi_mr(path: Path, *, name: str = "Quixote^Alonso", mrn: str = "MRN4711042",
     ds.StudyDate = ds.SeriesDate = date
     ds.PatientBirthDate = "19470102"
     ds.OtherPatientNames = name
+    ds.Manufacturer = f"{name.split('^')[0]} Imaging"  # a kept structural attribute naming the patient
     family, given = name.split("^")
     ds.ImageComments = f"Seen by Dr. Who; patient {given} {family} ({mrn}) on {date[6:8]}/{date[4:6]}/{date[:4]}"
     block = ds.private_block(0x0011, "ACME PHI", create=True)

@@ -252,6 +252,7 @@ def test_planted_identifiers_are_removed_by_the_default_profile(tmp_path):
     assert "OtherPatientNames" not in ds
     assert not any(e.tag.is_private for e in ds)
     assert ds.ImageComments == "Seen by Dr. Who; patient *** (***) on ***"
+    assert ds.Manufacturer == "*** Imaging"  # kept because structural, scrubbed all the same
 
 
 WEAKENINGS = {

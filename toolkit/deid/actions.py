@@ -198,8 +198,9 @@ class Deidentifier:
                     for item in ds[tag].value:
                         self._walk(item, r)
                 continue
-            if action == "R":
-                col.add_retained(self._text(ds, tag, raw, vr))
+            if action == "R":  # structural text kept (Manufacturer, CodeMeaning …), still scrubbed
+                if raw.value:
+                    r.to_clean.append((ds, tag, vr))
                 continue
             if vr == "SQ" or not raw.is_raw and raw.VR == "SQ":
                 elem = ds[tag]
@@ -327,7 +328,7 @@ class Deidentifier:
         for ds, tag, vr in r.to_clean:
             raw = ds._dict[tag]  # noqa: SLF001
             text = self._text(ds, tag, raw, vr)
-            new = pattern.sub(_SCRUB, text) if pattern is not None else text
+            new = pattern.sub("X" if vr == "CS" else _SCRUB, text) if pattern is not None else text
             if new != text:
                 r.counts["C"] += 1
                 limit = _MAX_LEN.get(vr)

@@ -248,8 +248,7 @@ class _Worker:
             verifier = result.collector.verifier(self.deid.encoders(ds))
             if verifier.leaks(header) or (tail and verifier.leaks(tail)):
                 found = locate_leaks(header + tail, verifier)
-                keep = self.profile.keep_text
-                paths = [path for path, vr, tag in found if vr not in CODED_VRS and tag not in keep]
+                paths = [path for path, vr, _ in found if vr not in CODED_VRS]
                 if paths:
                     return FileOutcome(input_id, "leak", sop_class=sop_name, actions=counts, leaks=paths,
                                        reason="an identifier of the input survived; file not written")
