@@ -197,3 +197,20 @@ def test_weakened_profile_leak_of_a_latin1_name_is_caught(tmp_path):
     anonymize_tree(tmp_path / "in", tmp_path / "out2", b"k" * 32, workers=1)  # default profile: cleaned
     (out,) = sorted((tmp_path / "out2").rglob("*.dcm"))
     assert _pydicom.dcmread(out).ImageComments == "Befund: ***"
+
+
+def test_verifier_finds_digit_ids_and_dates_glued_to_letters():
+    v = _verifier_for(text="4711042", date="19470102")
+    assert v.leaks(b" MRN4711042 ")
+    assert v.leaks(b" DOB19470102x")
+    assert not v.leaks(b" 147110420 ")  # inside a longer number
+
+
+def test_free_text_is_scrubbed_of_ids_dates_and_uids():
+    c = PhiCollector()
+    c.add_name("Doe^Jane")
+    c.add_text("4711042")
+    c.add_date("19470102")
+    c.add_uid("1.2.826.0.1.3680043.2.1125.99")
+    text = "jane DOE, MRN4711042, born 02.01.1947, study 1.2.826.0.1.3680043.2.1125.99; MRI 3T"
+    assert c.scrubber().sub("***", text) == "***, MRN***, born ***, study ***; MRI 3T"

@@ -24,7 +24,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 
 __all__ = ["PhiCollector", "Verifier", "locate_leaks", "MIN_TEXT", "date_variants", "name_variants"]
 
@@ -161,9 +161,9 @@ class PhiCollector:
     def scrubber(self) -> re.Pattern[str] | None:
         """A pattern that finds this file's identifiers in free text (for the clean action)."""
         words = self.text | self.short_text | self.dates
-        if not words:
+        if not words and not self.uids:
             return None
-        return _compile_text(frozenset(words))
+        return _compile_text(frozenset(words), frozenset(self.uids))
 
 
 def _utf8(text: str) -> bytes:
@@ -182,25 +182,37 @@ def _registered() -> frozenset[str]:
 
 
 @lru_cache(maxsize=256)
-def _compile_text(words: frozenset[str]) -> re.Pattern[str]:
-    alts = "|".join(re.escape(w) for w in sorted(words, key=lambda w: (-len(w), w)))
-    return re.compile(rf"(?<![A-Za-z0-9_])(?:{alts})(?![A-Za-z0-9_])", re.IGNORECASE)
+def _compile_text(words: frozenset[str], uids: frozenset[str] = frozenset()) -> re.Pattern[str]:
+    def alts(items: Iterable[str]) -> str:
+        return "|".join(re.escape(w) for w in sorted(items, key=lambda w: (-len(w), w)))
+
+    numbers = {w for w in words if w.isdigit() and len(w) >= 6}
+    parts = [rf"(?<![A-Za-z0-9_])(?:{alts(words - numbers)})(?![A-Za-z0-9_])"] if words - numbers else []
+    if numbers:  # an ID of digits is found glued to letters too ("MRN4711042" for ID 4711042)
+        parts.append(rf"(?<![0-9])(?:{alts(numbers)})(?![0-9])")
+    if uids:
+        parts.append(rf"(?<![0-9.])(?:{alts(uids)})(?![0-9.])")
+    return re.compile("|".join(parts), re.IGNORECASE)
 
 
 @lru_cache(maxsize=1024)
 def _compile(text: frozenset[bytes], uids: frozenset[str], dates: frozenset[str] = frozenset()
              ) -> re.Pattern[bytes] | None:
+    def alts(items: Iterable[bytes]) -> bytes:
+        return b"|".join(re.escape(t) for t in sorted(items, key=lambda w: (-len(w), w)))
+
     parts = []
     if dates:
-        alts = b"|".join(d.encode("ascii") for d in sorted(dates))
-        # a DA, or the date part of a DT (time, fraction and UTC offset may follow)
-        parts.append(rb"(?<![a-z0-9_])(?:" + alts + rb")(?:[0-9]{2}){0,3}(?:\.[0-9]{1,6})?(?:[+-][0-9]{4})?(?![a-z0-9_])")
-    if text:
-        alts = b"|".join(re.escape(t) for t in sorted(text, key=lambda w: (-len(w), w)))
-        parts.append(rb"(?<![a-z0-9_])(?:" + alts + rb")(?![a-z0-9_])")
+        # a DA, or the date part of a DT (time, fraction and UTC offset may follow), also glued to letters
+        parts.append(rb"(?<![0-9])(?:" + alts(d.encode("ascii") for d in dates)
+                     + rb")(?:[0-9]{2}){0,3}(?:\.[0-9]{1,6})?(?:[+-][0-9]{4})?(?![0-9])")
+    numbers = {t for t in text if t.isdigit() and len(t) >= 6}
+    if text - numbers:
+        parts.append(rb"(?<![a-z0-9_])(?:" + alts(text - numbers) + rb")(?![a-z0-9_])")
+    if numbers:
+        parts.append(rb"(?<![0-9])(?:" + alts(numbers) + rb")(?![0-9])")
     if uids:
-        alts = b"|".join(re.escape(u.encode("ascii", "replace")) for u in sorted(uids, key=lambda w: (-len(w), w)))
-        parts.append(rb"(?<![0-9.])(?:" + alts + rb")(?![0-9.])")
+        parts.append(rb"(?<![0-9.])(?:" + alts(u.encode("ascii", "replace") for u in uids) + rb")(?![0-9.])")
     if not parts:
         return None
     return re.compile(b"|".join(parts))
