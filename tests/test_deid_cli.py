@@ -167,12 +167,9 @@ def test_removed_private_text_is_searched_as_a_token():
 
 
 def test_verifier_finds_a_non_ascii_name_in_the_file_character_set_and_any_case():
-    latin1 = (lambda t: t.encode("latin-1"),)
-    v = _verifier_for(name="Müller^Jürgen")
-    assert not v.leaks(b"x")
     c = PhiCollector()
     c.add_name("Müller^Jürgen")
-    v = c.verifier(latin1)
+    v = c.verifier("latin-1")
     assert v.leaks(b" J\xfcrgen M\xfcller ")  # as written, Latin-1
     assert v.leaks(b" M\xdcLLER ")  # upper case, Latin-1
     assert v.leaks(" müller ".encode("utf-8"))  # UTF-8 is always tried
@@ -213,4 +210,4 @@ def test_free_text_is_scrubbed_of_ids_dates_and_uids():
     c.add_date("19470102")
     c.add_uid("1.2.826.0.1.3680043.2.1125.99")
     text = "jane DOE, MRN4711042, born 02.01.1947, study 1.2.826.0.1.3680043.2.1125.99; MRI 3T"
-    assert c.scrubber().sub("***", text) == "***, MRN***, born ***, study ***; MRI 3T"
+    assert c.scrubber()(text, "***") == "***, MRN***, born ***, study ***; MRI 3T"

@@ -143,18 +143,12 @@ class Deidentifier:
         self._codec = _codec_of(ds)
         self._walk(ds, result)
 
-    def encoders(self, ds: Dataset) -> tuple[Any, ...]:
-        """How the file encodes text (for the verifier): its single-byte codec, or pydicom's ISO 2022 encoder."""
+    def charset(self, ds: Dataset) -> str | tuple[str, ...]:
+        """How the file encodes text (for the verifier): a Python codec, or its ISO 2022 terms."""
         if self._codec is not None:
-            codec = self._codec
-            return (lambda t: t.encode(codec),)
-        from pydicom.charset import convert_encodings, encode_string
-
-        try:
-            encodings = convert_encodings(ds.get("SpecificCharacterSet") or "ISO_IR 6")
-        except Exception:  # noqa: BLE001 - an unknown character set: UTF-8 and Latin-1 are still tried
-            return ()
-        return (lambda t: encode_string(t, encodings),)
+            return self._codec
+        value = ds.get("SpecificCharacterSet") or "ISO_IR 6"
+        return tuple(value) if isinstance(value, (list, MultiValue)) else (str(value),)
 
     # Values are read and written straight from/to the raw bytes when the character set is a
     # single-byte or UTF-8 one (no pydicom element conversion: the walk's hot path); other
@@ -328,7 +322,7 @@ class Deidentifier:
         for ds, tag, vr in r.to_clean:
             raw = ds._dict[tag]  # noqa: SLF001
             text = self._text(ds, tag, raw, vr)
-            new = pattern.sub("X" if vr == "CS" else _SCRUB, text) if pattern is not None else text
+            new = pattern(text, "X" if vr == "CS" else _SCRUB) if pattern is not None else text
             if new != text:
                 r.counts["C"] += 1
                 limit = _MAX_LEN.get(vr)

@@ -245,7 +245,7 @@ class _Worker:
         if self.cfg.verify:
             from segkit.deid.verify import CODED_VRS, locate_leaks
 
-            verifier = result.collector.verifier(self.deid.encoders(ds))
+            verifier = result.collector.verifier(self.deid.charset(ds))
             if verifier.leaks(header) or (tail and verifier.leaks(tail)):
                 found = locate_leaks(header + tail, verifier)
                 paths = [path for path, vr, _ in found if vr not in CODED_VRS]

@@ -135,35 +135,65 @@ class PhiCollector:
             if v:
                 self.retained.add(v)
 
-    def verifier(self, encoders: tuple[Callable[[str], bytes], ...] = ()) -> "Verifier":
-        """The compiled search for these identifiers.
+    def verifier(self, charset: str | tuple[str, ...] = "latin-1") -> "Verifier":
+        """The search for these identifiers.
 
         Parameters
         ----------
-        encoders:
-            How text is encoded in the file (its Specific Character Set); UTF-8 and Latin-1
+        charset:
+            How text is encoded in the file: a Python codec, or the tuple of the file's
+            Specific Character Set terms (ISO 2022, encoded by pydicom).  UTF-8 and Latin-1
             are always tried too.  Letters are matched in any ASCII case, and non-ASCII
             letters as written, in upper and in lower case.
+
+        Notes
+        -----
+        The names, IDs and dates of one patient's files are the same, so their compiled
+        pattern is built once and reused (cached); the UIDs, different in every file, are
+        checked by a fixed pattern that finds every UID-like token plus a set lookup.
         """
-        encs = tuple(encoders) + (_utf8, _latin1)
-        text: set[bytes] = set()
-        for t in self.text:
-            for variant in {t, t.upper(), t.lower()}:
-                for enc in encs:
-                    try:
-                        text.add(enc(variant).lower())
-                    except (UnicodeError, LookupError, ValueError):
-                        continue
+        text = _encoded(frozenset(self.text), charset)
         # a removed private value that a kept element legitimately repeats is no identifier
         weak = frozenset(w for w in self.weak if w.decode("ascii") not in self.retained and w not in text)
-        return Verifier(_compile(frozenset(text), frozenset(self.uids), frozenset(self.dates)), weak)
+        return Verifier(_compile(text, frozenset(self.dates)),
+                        frozenset(u.encode("ascii", "replace") for u in self.uids), weak)
 
-    def scrubber(self) -> re.Pattern[str] | None:
-        """A pattern that finds this file's identifiers in free text (for the clean action)."""
+    def scrubber(self) -> Callable[[str, str], str] | None:
+        """``scrub(text, replacement)``: this file's identifiers in free text replaced (the clean action)."""
         words = self.text | self.short_text | self.dates
         if not words and not self.uids:
             return None
-        return _compile_text(frozenset(words), frozenset(self.uids))
+        pattern = _compile_text(frozenset(words)) if words else None
+        uids = frozenset(self.uids)
+
+        def scrub(text: str, replacement: str) -> str:
+            if pattern is not None:
+                text = pattern.sub(replacement, text)
+            if uids:
+                text = _UID_TOKEN_STR.sub(lambda m: replacement if m.group() in uids else m.group(), text)
+            return text
+
+        return scrub
+
+
+@lru_cache(maxsize=512)
+def _encoded(text: frozenset[str], charset: str | tuple[str, ...]) -> frozenset[bytes]:
+    if isinstance(charset, tuple):
+        from pydicom.charset import convert_encodings, encode_string
+
+        encodings = convert_encodings(list(charset))
+        encs: tuple[Callable[[str], bytes], ...] = (lambda t: encode_string(t, encodings), _utf8, _latin1)
+    else:
+        encs = (lambda t: t.encode(charset), _utf8, _latin1)
+    out: set[bytes] = set()
+    for t in text:
+        for variant in {t, t.upper(), t.lower()}:
+            for enc in encs:
+                try:
+                    out.add(enc(variant).lower())
+                except (UnicodeError, LookupError, ValueError):
+                    continue
+    return frozenset(out)
 
 
 def _utf8(text: str) -> bytes:
@@ -182,7 +212,7 @@ def _registered() -> frozenset[str]:
 
 
 @lru_cache(maxsize=256)
-def _compile_text(words: frozenset[str], uids: frozenset[str] = frozenset()) -> re.Pattern[str]:
+def _compile_text(words: frozenset[str]) -> re.Pattern[str]:
     def alts(items: Iterable[str]) -> str:
         return "|".join(re.escape(w) for w in sorted(items, key=lambda w: (-len(w), w)))
 
@@ -190,14 +220,11 @@ def _compile_text(words: frozenset[str], uids: frozenset[str] = frozenset()) -> 
     parts = [rf"(?<![A-Za-z0-9_])(?:{alts(words - numbers)})(?![A-Za-z0-9_])"] if words - numbers else []
     if numbers:  # an ID of digits is found glued to letters too ("MRN4711042" for ID 4711042)
         parts.append(rf"(?<![0-9])(?:{alts(numbers)})(?![0-9])")
-    if uids:
-        parts.append(rf"(?<![0-9.])(?:{alts(uids)})(?![0-9.])")
     return re.compile("|".join(parts), re.IGNORECASE)
 
 
 @lru_cache(maxsize=1024)
-def _compile(text: frozenset[bytes], uids: frozenset[str], dates: frozenset[str] = frozenset()
-             ) -> re.Pattern[bytes] | None:
+def _compile(text: frozenset[bytes], dates: frozenset[str] = frozenset()) -> re.Pattern[bytes] | None:
     def alts(items: Iterable[bytes]) -> bytes:
         return b"|".join(re.escape(t) for t in sorted(items, key=lambda w: (-len(w), w)))
 
@@ -211,24 +238,30 @@ def _compile(text: frozenset[bytes], uids: frozenset[str], dates: frozenset[str]
         parts.append(rb"(?<![a-z0-9_])(?:" + alts(text - numbers) + rb")(?![a-z0-9_])")
     if numbers:
         parts.append(rb"(?<![0-9])(?:" + alts(numbers) + rb")(?![0-9])")
-    if uids:
-        parts.append(rb"(?<![0-9.])(?:" + alts(u.encode("ascii", "replace") for u in uids) + rb")(?![0-9.])")
     if not parts:
         return None
     return re.compile(b"|".join(parts))
 
 
+#: every UID-like token (a UID stands between non-digit, non-dot bytes)
+_UID_TOKEN = re.compile(rb"(?<![0-9.])[0-9]+(?:\.[0-9]+)+(?![0-9.])")
+_UID_TOKEN_STR = re.compile(r"(?<![0-9.])[0-9]+(?:\.[0-9]+)+(?![0-9.])")
+
+
 @dataclass(frozen=True)
 class Verifier:
-    """The compiled search of one file's identifiers."""
+    """The search of one file's identifiers: a compiled multi-pattern search, UID tokens, private tokens."""
 
     pattern: re.Pattern[bytes] | None
+    uids: frozenset[bytes]
     weak: frozenset[bytes]
 
     def leaks(self, data: bytes | memoryview) -> bool:
         """True when any identifier occurs in *data* (the output bytes without the pixel data value)."""
         low = bytes(data).lower()
         if self.pattern is not None and self.pattern.search(low):
+            return True
+        if self.uids and not self.uids.isdisjoint(_UID_TOKEN.findall(low)):
             return True
         if self.weak:
             for run in _PRINTABLE_RUN.findall(low):
