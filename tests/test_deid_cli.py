@@ -211,3 +211,25 @@ def test_free_text_is_scrubbed_of_ids_dates_and_uids():
     c.add_uid("1.2.826.0.1.3680043.2.1125.99")
     text = "jane DOE, MRN4711042, born 02.01.1947, study 1.2.826.0.1.3680043.2.1125.99; MRI 3T"
     assert c.scrubber()(text, "***") == "***, MRN***, born ***, study ***; MRI 3T"
+
+
+def test_resuming_with_another_key_is_refused(tmp_path, key):
+    _phi_mr(tmp_path / "in" / "a.dcm")
+    args = ["anonymize", str(tmp_path / "in"), str(tmp_path / "out"), "--key-file"]
+    assert CliRunner().invoke(cli, [*args, str(key)]).exit_code == 0
+    other = tmp_path / "other.key"
+    assert CliRunner().invoke(cli, ["keygen", str(other)]).exit_code == 0
+    result = CliRunner().invoke(cli, [*args, str(other)])
+    assert result.exit_code == 2
+    assert result.output.strip() == (f"error: {tmp_path / 'out'}: was made with another key, profile or options; "
+                                     "resume it with the same ones or choose a new output folder")
+
+
+def test_output_folder_that_segkit_did_not_make_is_refused(tmp_path, key):
+    _phi_mr(tmp_path / "in" / "a.dcm")
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "notes.txt").write_text("mine\n")
+    result = CliRunner().invoke(cli, ["anonymize", str(tmp_path / "in"), str(tmp_path / "out"), "--key-file",
+                                      str(key)])
+    assert result.exit_code == 2
+    assert "exists and was not made by segkit anonymize" in result.output

@@ -28,6 +28,7 @@ __all__ = ["anonymize_tree", "AnonymizeSummary", "FileOutcome", "AUDIT_NAME"]
 log = logging.getLogger("segkit.anonymize")
 
 AUDIT_NAME = "segkit-audit.jsonl"
+MANIFEST_NAME = "segkit-anonymize.json"
 QUARANTINE_LIST = "segkit-quarantine.csv"
 IMPLEMENTATION_CLASS_UID = "2.25.209542398174519036513416412337935391581"
 IMPLEMENTATION_VERSION = "SEGKIT_0_1"
@@ -528,6 +529,28 @@ def _run_one(job: tuple[str, str]) -> FileOutcome:
     return _WORKER.process(*job)
 
 
+def _settings(cfg: _Config, profile: Any) -> dict[str, Any]:
+    """What makes the output what it is (no PHI; the key only as a keyed fingerprint)."""
+    import hashlib
+    import hmac
+
+    from segkit._version import __version__
+
+    profile_digest = hashlib.sha256(Path(cfg.profile_file).read_bytes()).hexdigest() if cfg.profile_file else None
+    recipe_digest = hashlib.sha256(Path(cfg.deid_recipe).read_bytes()).hexdigest() if cfg.deid_recipe else None
+    return {
+        "tool": "segkit anonymize",
+        "segkit": __version__,
+        "profile": f"DICOM PS3.15 {profile.edition} Table E.1-1",
+        "options": sorted(profile.options),
+        "profile_file_sha256": profile_digest,
+        "deid_recipe_sha256": recipe_digest,
+        "pseudonym_pattern": cfg.pseudonym_pattern,
+        "key_fingerprint": hmac.new(cfg.key, b"segkit key fingerprint", hashlib.sha256).hexdigest()[:16],
+        "verify": cfg.verify,
+    }
+
+
 def _inside(child: Path, parent: Path) -> bool:
     try:
         child.resolve().relative_to(parent.resolve())
@@ -633,12 +656,25 @@ def anonymize_tree(
         if path is not None and (_inside(Path(path), out) or _inside(Path(path), src) and name == "--quarantine"):
             raise UsageError(name, f"{path} must be outside the output (and input) folder: "
                                    "it holds identifying data")
-    load_profile(options, profile)  # fail early on a bad profile, before touching OUT
+    resolved = load_profile(options, profile)  # fail early on a bad profile, before touching OUT
     cfg = _Config(bytes(key), None if options is None else frozenset(options),
                   None if profile is None else str(profile), pseudonym_pattern, verify,
                   None if quarantine is None else str(quarantine), str(out), linkage is not None,
                   None if deid_recipe is None else str(deid_recipe))
+    settings = _settings(cfg, resolved)
+    manifest = out / MANIFEST_NAME
+    if out.exists() and any(out.iterdir()):
+        try:
+            previous = json.loads(manifest.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError):
+            raise UsageError(str(out), "exists and was not made by segkit anonymize; choose a new output folder") \
+                from None
+        if previous != settings:
+            raise UsageError(str(out), "was made with another key, profile or options; resume it with the same "
+                                       "ones or choose a new output folder")
     out.mkdir(parents=True, exist_ok=True)
+    if not manifest.exists():
+        _atomic_text(manifest, json.dumps(settings, indent=1, sort_keys=True) + "\n")
     _remove_stale_temps(out)
     audit_path = out / AUDIT_NAME
     done = _load_done(audit_path, out)
