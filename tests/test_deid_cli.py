@@ -233,3 +233,27 @@ def test_output_folder_that_segkit_did_not_make_is_refused(tmp_path, key):
                                       str(key)])
     assert result.exit_code == 2
     assert "exists and was not made by segkit anonymize" in result.output
+
+
+@pytest.mark.parametrize("name", ["chrH31.dcm", "chrGerm.dcm", "chrRuss.dcm", "chrX1.dcm", "chrKoreanMulti.dcm"])
+def test_verify_catches_a_kept_name_in_the_file_own_character_set(tmp_path, name):
+    """Names in ISO 2022 (Japanese, Korean), Latin-1, Cyrillic and UTF-8 files, kept by a weakened profile."""
+    import pydicom as _pydicom
+    import pydicom.data
+
+    from segkit.deid import anonymize_tree
+    from segkit.errors import LeakError
+
+    ds = _pydicom.dcmread(Path(pydicom.data.__file__).parent / "charset_files" / name)
+    ds.SOPClassUID = "1.2.840.10008.5.1.4.1.1.4"  # MR: the samples are SC/CR images, at burned-in risk
+    ds.Modality = "MR"
+    ds.ImageType = ["ORIGINAL", "PRIMARY"]
+    ds.SOPInstanceUID = _pydicom.uid.generate_uid()
+    ds.OtherPatientNames = ds.PatientName  # the same name, in the same character set
+    (tmp_path / "in").mkdir()
+    ds.save_as(tmp_path / "in" / name, enforce_file_format=True)
+    weak = tmp_path / "weak.yaml"
+    weak.write_text("actions:\n  OtherPatientNames: K\n")
+    with pytest.raises(LeakError, match="still held an identifier"):
+        anonymize_tree(tmp_path / "in", tmp_path / "out", b"k" * 32, profile=weak, workers=1)
+    assert '"(0010,1001)"' in (tmp_path / "out" / "segkit-audit.jsonl").read_text()
