@@ -254,8 +254,9 @@ def test_verify_catches_a_kept_name_in_the_file_own_character_set(tmp_path, name
 
         mr = _pydicom.dcmread(get_testdata_file("MR_small.dcm"))
         for kw in ("Rows", "Columns", "SamplesPerPixel", "PhotometricInterpretation", "BitsAllocated",
-                   "BitsStored", "HighBit", "PixelRepresentation", "PixelData"):
+                   "BitsStored", "HighBit", "PixelRepresentation"):
             setattr(ds, kw, getattr(mr, kw))
+        ds.add_new(0x7FE00010, "OW", mr.PixelData)
     ds.OtherPatientNames = ds.PatientName  # the same name, in the same character set
     (tmp_path / "in").mkdir()
     ds.save_as(tmp_path / "in" / name, enforce_file_format=True)
