@@ -521,7 +521,8 @@ def _write_top_level(fp: Any, ds: Any) -> None:
 # ------------------------------------------------------------------- the tree
 def _init_worker(cfg: _Config) -> None:
     global _WORKER
-    _WORKER = _Worker(cfg)
+    if _WORKER is None or _WORKER.cfg != cfg:  # a forked worker inherits the parent's, imports and all
+        _WORKER = _Worker(cfg)
 
 
 def _run_one(job: tuple[str, str]) -> FileOutcome:
@@ -770,6 +771,10 @@ def _outcomes(cfg: _Config, jobs: list[tuple[str, str]], workers: int, progress:
                 yield worker.process(*job)
                 bar.update()
             return
+        _init_worker(cfg)  # build (and import) once in the parent: forked workers start ready
+        import pydicom.filereader  # noqa: F401 - imported before the fork, not once per worker
+        import pydicom.filewriter  # noqa: F401
+
         with ProcessPoolExecutor(max_workers=workers, initializer=_init_worker, initargs=(cfg,)) as pool:
             for outcome in pool.map(_run_one, jobs, chunksize=max(1, min(64, len(jobs) // (workers * 8) or 1))):
                 yield outcome
