@@ -302,6 +302,22 @@ def test_deid_recipe_header_actions_apply_on_top_of_the_profile(tmp_path):
 
 
 # ------------------------------------------------------------------ bad inputs
+def test_overlays_and_curves_are_removed(tmp_path):
+    path = _phi_mr(tmp_path / "in" / "a.dcm")
+    ds = pydicom.dcmread(path)
+    ds.add_new(0x60000010, "US", 64)
+    ds.add_new(0x60000011, "US", 64)
+    ds.add_new(0x60000022, "LO", "Quixote annotation")
+    ds.add_new(0x60003000, "OW", b"\xff" * 512)
+    ds.add_new(0x50000005, "US", 2)
+    ds.add_new(0x50003000, "OW", b"\x00\x01" * 8)
+    ds.save_as(path)
+    anonymize_tree(tmp_path / "in", tmp_path / "out", KEY, workers=1)
+    (out,) = _dicom_files(tmp_path / "out")
+    groups = {e.tag.group for e in pydicom.dcmread(out)}
+    assert not {g for g in groups if 0x5000 <= g <= 0x60FF}
+
+
 def test_bad_files_are_quarantined_with_a_reason_and_never_copied_to_out(tmp_path):
     from pydicom.data import get_testdata_file
 
