@@ -253,7 +253,7 @@ class _Worker:
                 if paths:
                     return FileOutcome(input_id, "leak", sop_class=sop_name, actions=counts, leaks=paths,
                                        reason="an identifier of the input survived; file not written")
-        rel = _output_rel(ds, kr, input_id)
+        rel = _output_rel(ds, kr, input_id, patient_key)
         dst = self.out / rel
         dst.parent.mkdir(parents=True, exist_ok=True)
         tmp = dst.with_name(f".{dst.name}.tmp-{os.getpid()}")
@@ -400,11 +400,15 @@ def _safe_name(text: str, fallback: str) -> str:
     return cleaned[:40] or fallback
 
 
-def _output_rel(ds: Any, kr: Any, input_id: str) -> str:
-    """``<patient pseudonym>/<study>/<modality>-<series>/<instance>.dcm`` (no PHI: keyed hashes)."""
-    patient = _safe_name(str(ds.get("PatientID", "") or ""), "unknown")
-    study = kr.short("dir", str(ds.get("StudyInstanceUID", "") or ""), 10)
-    series = kr.short("dir", str(ds.get("SeriesInstanceUID", "") or ""), 10)
+def _output_rel(ds: Any, kr: Any, input_id: str, patient_key: str) -> str:
+    """``<patient pseudonym>/<study>/<modality>-<series>/<instance>.dcm`` (no PHI: keyed hashes).
+
+    Names derive from the keyed pseudonym and hashes, never from what the (possibly
+    user-weakened) profile left in the header.
+    """
+    patient = _safe_name(kr.patient(patient_key), "unknown")
+    study = kr.short("dir", kr.uid(str(ds.get("StudyInstanceUID", "") or "")), 10)
+    series = kr.short("dir", kr.uid(str(ds.get("SeriesInstanceUID", "") or "")), 10)
     modality = _safe_name(str(ds.get("Modality", "") or "").upper(), "OT")
     sop = kr.short("dir", str(ds.SOPInstanceUID), 12)
     return f"{patient}/{study}/{modality}-{series}/{sop}-{input_id[:6]}.dcm"
