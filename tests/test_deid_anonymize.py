@@ -258,6 +258,8 @@ def test_planted_identifiers_are_removed_by_the_default_profile(tmp_path):
 WEAKENINGS = {
     "other patient names kept": ("actions:\n  OtherPatientNames: K\n", "(0010,1001)"),
     "comment kept uncleaned": ("actions:\n  ImageComments: K\n", "(0020,4000)"),
+    # not gathered from PatientID itself (kept), but found as the removed private copy of it
+    "patient id kept": ("actions:\n  PatientID: K\n", "(0010,0020)"),
     "nested private sequence kept": ("options: [retain-safe-private]\nsafe_private:\n"
                                      "  - {creator: ACME PHI, element: '0x10'}\n"
                                      "  - {creator: ACME PHI, element: '0x11'}\n", "(0011,1010)[0]>(0011,1011)"),
@@ -278,6 +280,7 @@ def test_verify_catches_identifiers_a_weakened_profile_lets_through(tmp_path, we
     (rec,) = _audit(out)
     assert rec["status"] == "leak" and path in rec["leaks"]
     assert not _dicom_files(out)  # the leaking file was never written
+    assert not [p for p in out.rglob("*") if "4711042" in p.name]
     audit = (out / AUDIT_NAME).read_text().lower()
     assert "quixote" not in audit and "4711042" not in audit
 
