@@ -603,3 +603,20 @@ def test_convert_gives_the_same_images_and_masks_before_and_after(synth_cohort, 
         convert_module.convert(synth_cohort, tmp_path / f"raw-{masks}.zarr", options)
         convert_module.convert(anonymized_cohort, tmp_path / f"anon-{masks}.zarr", options)
         assert per_patient(tmp_path / f"raw-{masks}.zarr") == per_patient(tmp_path / f"anon-{masks}.zarr")
+
+
+def test_deflated_input_is_written_inflated_so_its_bytes_can_be_verified(tmp_path):
+    from pydicom.data import get_testdata_file
+    from pydicom.uid import DeflatedExplicitVRLittleEndian, ExplicitVRLittleEndian
+
+    src = pydicom.dcmread(get_testdata_file("MR_small.dcm"))
+    src.ImageType = ["ORIGINAL", "PRIMARY", "OTHER"]
+    src.file_meta.TransferSyntaxUID = DeflatedExplicitVRLittleEndian
+    (tmp_path / "in").mkdir()
+    src.save_as(tmp_path / "in" / "deflated.dcm")
+    assert b"CompressedSamples" not in (tmp_path / "in" / "deflated.dcm").read_bytes()  # hidden by deflate
+    anonymize_tree(tmp_path / "in", tmp_path / "out", KEY, workers=1)
+    (rec,) = _audit(tmp_path / "out")
+    out = pydicom.dcmread(tmp_path / "out" / rec["output"])
+    assert out.file_meta.TransferSyntaxUID == ExplicitVRLittleEndian
+    assert out.PixelData == pydicom.dcmread(tmp_path / "in" / "deflated.dcm").PixelData
