@@ -12,7 +12,6 @@ from pathlib import Path
 import pydicom
 import pytest
 from pydicom.dataset import Dataset
-from pydicom.sequence import Sequence
 
 from deid_builders import phi_mr as _phi_mr, tree_bytes as _tree_bytes
 from segkit.deid import AUDIT_NAME, Keyring, anonymize_tree, load_profile
