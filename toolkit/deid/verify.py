@@ -5,20 +5,22 @@ dates, UIDs, addresses, free text, private text) in the forms it can take in a f
 
 - padded or not (values are stripped; the search is on the bare value);
 - person names as stored (``Doe^John``) and as people write them (``John Doe``,
-  ``Doe, John``, ``Doe John``) and each name component of 4+ characters;
-- dates as ``YYYYMMDD`` and as ``YYYY-MM-DD``, ``YYYY.MM.DD``, ``YYYY/MM/DD``,
-  ``DD/MM/YYYY``, ``MM/DD/YYYY``, ``DD.MM.YYYY``, ``DD-MM-YYYY``;
+  ``Doe, John``, ``Doe John``) and each name component of 4+ characters (all three
+  component groups: alphabetic, ideographic, phonetic);
+- dates as ``YYYYMMDD`` (also as the head of a DT value) and as ``YYYY-MM-DD``,
+  ``YYYY.MM.DD``, ``YYYY/MM/DD``, ``DD/MM/YYYY``, ``MM/DD/YYYY``, ``DD.MM.YYYY``, ``DD-MM-YYYY``;
 - every value of a multi-valued element;
-- letters in any case (the search runs on the lower-cased bytes).
+- encoded in the file's character set (ISO 2022 included), UTF-8 and Latin-1, in any case.
 
-:class:`Verifier` turns them into ONE compiled multi-pattern byte search over the written
-bytes (everything but the pixel data value), plus a set intersection for the printable
-runs found in removed private or unknown elements.  Matches are bounded: a value must not
-be part of a longer word or number (a UID must not be a prefix of a longer UID), which
-keeps random binary bytes from raising false alarms.  Only on a hit is the output parsed,
-to name the tag path of every survivor (never its value).
+:class:`Verifier` searches the written bytes (everything but the pixel data value) in memory:
+one compiled multi-pattern search for names, IDs and dates (the same for every file of a
+patient, so compiled once and cached), one fixed pattern that lists every UID-like token to
+intersect with the file's UIDs, and the printable runs matched against the removed private or
+unknown values.  Matches are bounded: a value must not be part of a longer word or number
+(a UID not a prefix of a longer UID; digit IDs and dates not inside longer numbers), which
+keeps random binary bytes from raising false alarms.  Only on a hit is the output parsed, to
+name the tag path of every survivor (never its value).
 """
-
 from __future__ import annotations
 
 import re
