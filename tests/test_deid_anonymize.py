@@ -619,3 +619,18 @@ def test_deflated_input_is_written_inflated_so_its_bytes_can_be_verified(tmp_pat
     out = pydicom.dcmread(tmp_path / "out" / rec["output"])
     assert out.file_meta.TransferSyntaxUID == ExplicitVRLittleEndian
     assert out.PixelData == pydicom.dcmread(tmp_path / "in" / "deflated.dcm").PixelData
+
+
+def test_compressed_pixels_that_do_not_decode_are_quarantined(tmp_path):
+    src = pydicom.dcmread(_bundled_root() / "MR_small_jpeg_ls_lossless.dcm")
+    src.ImageType = ["ORIGINAL", "PRIMARY", "OTHER"]
+    data = bytearray(src.PixelData)
+    for i in range(64, len(data) - 16, 7):  # scramble the JPEG-LS stream, keep the item structure
+        data[i] ^= 0x5A
+    src.PixelData = bytes(data)
+    (tmp_path / "in").mkdir()
+    src.save_as(tmp_path / "in" / "broken.dcm")
+    anonymize_tree(tmp_path / "in", tmp_path / "out", KEY, workers=1)
+    (rec,) = _audit(tmp_path / "out")
+    assert rec["status"] == "quarantined"
+    assert rec["reason"] == "pixel data cannot be decoded (JPEG-LS Lossless Image Compression)"

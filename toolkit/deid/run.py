@@ -350,7 +350,9 @@ def _check_pixels(ds: Any, sop_name: str) -> str | None:
             n = sum(1 for _ in generate_fragments(value))
         except Exception:  # noqa: BLE001
             return "encapsulated pixel data cannot be parsed (truncated or corrupt)"
-        return None if n else "encapsulated pixel data has no fragments"
+        if not n:
+            return "encapsulated pixel data has no fragments"
+        return _decodes(ds, ts)
     try:
         rows, cols = int(ds.Rows), int(ds.Columns)
         spp = int(ds.get("SamplesPerPixel", 1) or 1)
@@ -369,6 +371,29 @@ def _check_pixels(ds: Any, sop_name: str) -> str | None:
 _RISKY_IMAGE_TYPES = ("SECONDARY", "SCREEN", "SAVE", "REPORTDATA", "DEMOGRAPHICDATA", "INVALID")
 #: modalities with device-specific entries (and coordinates) in deid's pixel-filter recipe
 _CONSULT_MODALITIES = {"US", "CT", "NM", "PT", "OT", "XA", "RF", "CR", "DX", "MG", "ES", "XC"}
+
+
+def _decodes(ds: Any, ts: str) -> str | None:
+    """Decode the first frame of compressed pixel data, where a decoder is installed.
+
+    Without one (e.g. JPEG Lossless with neither pylibjpeg nor GDCM) the pixel data passes
+    through with its structure checked only: segkit never changes compressed pixels.
+    """
+    from pydicom.pixels import pixel_array
+    from pydicom.pixels.decoders.base import get_decoder
+    from pydicom.uid import UID
+
+    uid = UID(ts)
+    try:
+        if not get_decoder(uid).is_available:
+            return None
+    except (NotImplementedError, ValueError):
+        return None
+    try:
+        pixel_array(ds, index=0)
+    except Exception:  # noqa: BLE001 - whatever the plugin raises, the frame does not decode
+        return f"pixel data cannot be decoded ({uid.name})"
+    return None
 
 
 def _burned_in_risk(ds: Any, sop: str) -> tuple[str | None, bool]:
