@@ -62,6 +62,7 @@ def main() -> None:
     candidates = {
         "blosc-lz4-bitshuffle": BloscCodec(cname="lz4", clevel=5, shuffle="bitshuffle"),
         "blosc-zstd-bitshuffle": BloscCodec(cname="zstd", clevel=3, shuffle="bitshuffle"),
+        "blosc-zstd1-bitshuffle": BloscCodec(cname="zstd", clevel=1, shuffle="bitshuffle"),
         "blosc-lz4-shuffle": BloscCodec(cname="lz4", clevel=5, shuffle="shuffle"),
         "zstd-3": ZstdCodec(level=3),
     }
@@ -69,7 +70,7 @@ def main() -> None:
         for name, codec in candidates.items():
             _measure(name, codec, None, images, masks, Path(tmp))
             shutil.rmtree(Path(tmp) / f"{name}.zarr")
-        for name in ("blosc-lz4-bitshuffle", "blosc-zstd-bitshuffle"):
+        for name in ("blosc-lz4-bitshuffle", "blosc-zstd-bitshuffle", "blosc-zstd1-bitshuffle"):
             _measure(f"{name}/shard64", candidates[name], 64, images, masks, Path(tmp))
 
 

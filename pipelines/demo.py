@@ -60,6 +60,16 @@ def _synth(root: Path, quick: bool) -> str:
     return f"{summary.patients} patients, {summary.files} DICOM files -> {summary.root}"
 
 
+def _anonymize(root: Path, quick: bool) -> str:
+    """raw/ → clean/ (de-identified, verified); the steward's key, linkage and quarantine go to steward/."""
+    from segkit.deid import anonymize_tree, generate_key, read_key
+
+    key = generate_key(root / "steward" / "site.key")
+    summary = anonymize_tree(root / "raw", root / "clean", read_key(key), linkage=root / "steward" / "linkage.csv",
+                             quarantine=root / "steward" / "quarantine")
+    return summary.line()
+
+
 def _not_built(name: str) -> Callable[[Path, bool], str]:
     def step(root: Path, quick: bool) -> str:
         raise NotImplementedYetError(f"segkit {name}", "not implemented yet")
@@ -70,7 +80,7 @@ def _not_built(name: str) -> Callable[[Path, bool], str]:
 # The chain in order; each step reads what the steps before it wrote under the demo folder.
 STEPS: list[tuple[str, Callable[[Path, bool], str]]] = [
     ("synth", _synth),
-    ("anonymize", _not_built("anonymize")),
+    ("anonymize", _anonymize),
     ("convert", _not_built("convert")),
     ("augment", _not_built("augment")),
     ("train", _not_built("train")),

@@ -15,7 +15,7 @@ from typing import Any, NoReturn
 import click
 
 from segkit._version import __version__
-from segkit.errors import NotImplementedYetError, SegkitError
+from segkit.errors import NotImplementedYetError, SegkitError, UsageError
 
 log = logging.getLogger("segkit")
 
@@ -118,10 +118,91 @@ def synth(out: Path, patients: int, slices: int, size: int, pixel_spacing: float
 _PASS_THROUGH = {"ignore_unknown_options": True, "allow_extra_args": True}
 
 
-@cli.command(context_settings=_PASS_THROUGH)
+class _DefaultCommandGroup(click.Group):
+    """A group whose first argument, when it is not a subcommand, goes to a default subcommand.
+
+    So both ``segkit anonymize IN OUT --key-file K`` and ``segkit anonymize init-key KEY`` work.
+    """
+
+    default_command = "run"
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if args and args[0] not in self.commands and args[0] not in ("-h", "--help"):
+            args = [self.default_command, *args]
+        return super().parse_args(ctx, args)
+
+    def format_usage(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        formatter.write_usage(ctx.command_path, "IN OUT --key-file KEY [OPTIONS]  |  init-key KEY")
+
+
+@cli.group(cls=_DefaultCommandGroup)
 def anonymize() -> None:
-    """De-identify raw DICOM (PS3.15 Basic Profile) with audit and leak check."""
-    _not_yet("anonymize")
+    """De-identify raw DICOM (PS3.15 Basic Profile) with audit and leak check.
+
+    \b
+    segkit anonymize IN OUT --key-file KEY [options]   (see `segkit anonymize run --help`)
+    segkit anonymize init-key KEY                       (a new site key, mode 0600)
+    """
+
+
+@anonymize.command("run")
+@click.argument("src", metavar="IN", type=click.Path(path_type=Path, exists=True, file_okay=False))
+@click.argument("out", metavar="OUT", type=click.Path(path_type=Path, file_okay=False))
+@click.option("--key-file", required=True, type=click.Path(path_type=Path, dir_okay=False),
+              help="Site key (`segkit keygen KEY`): same key → same pseudonyms, UIDs and date shifts.")
+@click.option("--linkage", type=click.Path(path_type=Path, dir_okay=False),
+              help="CSV for the data steward: PatientID → pseudonym, study date → shift. Must be outside OUT.")
+@click.option("--profile", "profile_file", type=click.Path(path_type=Path, exists=True, dir_okay=False),
+              help="YAML changing the profile (actions, safe_private, keep_public_text, options).")
+@click.option("--option", "options", multiple=True, metavar="NAME",
+              help="Turn a PS3.15 option on (e.g. retain-uids, retain-device-identity, retain-patient-"
+                   "characteristics, retain-safe-private) or off with no-NAME (defaults: retain-modified-dates, "
+                   "clean-descriptors).")
+@click.option("--quarantine", type=click.Path(path_type=Path, file_okay=False),
+              help="Folder (outside OUT) that receives every file that is not written, with the reason.")
+@click.option("--workers", type=click.IntRange(1, 256), default=None, help="Processes (default: all cores).")
+@click.option("--no-verify", is_flag=True, help="Skip the leak check of each output (not recommended).")
+@click.option("--pseudonym-pattern", default="SK-{hash}", show_default=True,
+              help="Patient pseudonym; {hash} = 12 keyed base-32 characters.")
+@click.option("--deid-recipe", type=click.Path(path_type=Path, exists=True, dir_okay=False),
+              help="A deid recipe whose header actions are applied on top of the profile.")
+def anonymize_run(src: Path, out: Path, key_file: Path, linkage: Path | None, profile_file: Path | None,
+                  options: tuple[str, ...], quarantine: Path | None, workers: int | None, no_verify: bool,
+                  pseudonym_pattern: str, deid_recipe: Path | None) -> None:
+    """De-identify every file under IN into OUT (organised by pseudonym/study/series)."""
+    from segkit.deid import anonymize_tree, parse_options, read_key
+
+    if "{hash}" not in pseudonym_pattern:
+        raise UsageError("--pseudonym-pattern", "must contain {hash}")
+    summary = anonymize_tree(src, out, read_key(key_file), options=parse_options(options) if options else None,
+                             profile=profile_file, linkage=linkage, quarantine=quarantine, workers=workers,
+                             verify=not no_verify, pseudonym_pattern=pseudonym_pattern, deid_recipe=deid_recipe,
+                             progress=sys.stderr.isatty())
+    click.echo(summary.line(), err=True)
+
+
+@anonymize.command("init-key")
+@click.argument("key", type=click.Path(path_type=Path, dir_okay=False))
+@click.option("--force", is_flag=True, help="Replace an existing key (pseudonyms made with it can no longer be "
+                                            "matched).")
+def anonymize_init_key(key: Path, force: bool) -> None:
+    """Write a new random site key to KEY (file mode 0600)."""
+    _keygen(key, force)
+
+
+@cli.command()
+@click.argument("key", type=click.Path(path_type=Path, dir_okay=False))
+@click.option("--force", is_flag=True, help="Replace an existing key.")
+def keygen(key: Path, force: bool) -> None:
+    """Write a new random site key for `segkit anonymize` to KEY (file mode 0600)."""
+    _keygen(key, force)
+
+
+def _keygen(key: Path, force: bool) -> None:
+    from segkit.deid import generate_key
+
+    generate_key(key, overwrite=force)
+    click.echo(f"wrote a new site key to {key} (mode 0600); keep it secret and backed up", err=True)
 
 
 @cli.command()

@@ -1,0 +1,319 @@
+"""Collect a file's identifying values and prove that none of them survives in the output bytes.
+
+The collector records every value of every PHI-bearing element of the input (names, IDs,
+dates, UIDs, addresses, free text, private text) in the forms it can take in a file:
+
+- padded or not (values are stripped; the search is on the bare value);
+- person names as stored (``Doe^John``) and as people write them (``John Doe``,
+  ``Doe, John``, ``Doe John``) and each name component of 4+ characters (all three
+  component groups: alphabetic, ideographic, phonetic);
+- dates as ``YYYYMMDD`` (also as the head of a DT value) and as ``YYYY-MM-DD``,
+  ``YYYY.MM.DD``, ``YYYY/MM/DD``, ``DD/MM/YYYY``, ``MM/DD/YYYY``, ``DD.MM.YYYY``, ``DD-MM-YYYY``;
+- every value of a multi-valued element;
+- encoded in the file's character set (ISO 2022 included), UTF-8 and Latin-1, in any case.
+
+:class:`Verifier` searches the written bytes (everything but the pixel data value) in memory:
+one compiled multi-pattern search for names, IDs and dates (the same for every file of a
+patient, so compiled once and cached), one fixed pattern that lists every UID-like token to
+intersect with the file's UIDs, and the printable runs matched against the removed private or
+unknown values.  Matches are bounded: a value must not be part of a longer word or number
+(a UID not a prefix of a longer UID; digit IDs and dates not inside longer numbers), which
+keeps random binary bytes from raising false alarms.  Only on a hit is the output parsed, to
+name the tag path of every survivor (never its value).
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import Any, Callable, Iterable
+
+__all__ = ["PhiCollector", "Verifier", "locate_leaks", "MIN_TEXT", "date_variants", "name_variants"]
+
+#: shortest identifier searched for in the bytes (shorter ones match random bytes)
+MIN_TEXT = 4
+_PRINTABLE_RUN = re.compile(rb"[\x20-\x7e]{6,}")
+_SPLIT = re.compile(r"[\\\x00]")
+_UID_LIKE = re.compile(r"^[0-9]+(\.[0-9]+){2,}$")
+_NUMBER_LIKE = re.compile(r"^[-+]?[0-9]*\.?[0-9]+([eE][-+]?[0-9]+)?$")
+
+
+def date_variants(da: str) -> list[str]:
+    """The ways a ``YYYYMMDD`` date is commonly written."""
+    y, m, d = da[:4], da[4:6], da[6:8]
+    return [da, f"{y}-{m}-{d}", f"{y}.{m}.{d}", f"{y}/{m}/{d}", f"{d}/{m}/{y}", f"{m}/{d}/{y}",
+            f"{d}.{m}.{y}", f"{d}-{m}-{y}"]
+
+
+def name_variants(pn: str) -> tuple[list[str], list[str]]:
+    """``(whole-name forms, components)`` of a PN value (all three component groups)."""
+    forms: list[str] = []
+    comps: list[str] = []
+    for group in pn.split("="):
+        parts = [p.strip() for p in group.split("^")]
+        parts = [p for p in parts if p]
+        if not parts:
+            continue
+        family, given = parts[0], (parts[1] if len(parts) > 1 else "")
+        forms.append(group.strip("^ "))
+        if given:
+            forms += [f"{given} {family}", f"{family}, {given}", f"{family} {given}", f"{family},{given}"]
+        for p in parts:
+            comps += [w for w in re.split(r"[\s,.\-]+", p) if w]
+    return forms, comps
+
+
+@dataclass
+class PhiCollector:
+    """Identifying values of one input file, gathered during the de-identification walk."""
+
+    text: set[str] = field(default_factory=set)
+    short_text: set[str] = field(default_factory=set)  # scrubbed from free text, too short to search bytes
+    uids: set[str] = field(default_factory=set)
+    dates: set[str] = field(default_factory=set)  # YYYYMMDD, also searched as the head of a DT value
+    weak: set[bytes] = field(default_factory=set)
+    retained: set[str] = field(default_factory=set)
+
+    def add_text(self, value: str) -> None:
+        """A text value (ID, address, institution …); each value of a multi-valued element."""
+        for v in _SPLIT.split(value):
+            v = v.strip()
+            if not v:
+                continue
+            if len(v) >= MIN_TEXT:
+                self.text.add(v)
+            elif len(v) >= 3:
+                self.short_text.add(v)
+
+    def add_name(self, value: str) -> None:
+        """A person name in every form it is commonly written."""
+        for v in _SPLIT.split(value):
+            forms, comps = name_variants(v)
+            for f in forms:
+                if len(f) >= 3:
+                    self.text.add(f)
+            for c in comps:
+                if len(c) >= MIN_TEXT:
+                    self.text.add(c)
+                elif len(c) >= 3:
+                    self.short_text.add(c)
+
+    def add_date(self, value: str) -> None:
+        """A DA value, or the date part of a DT value."""
+        for v in _SPLIT.split(value):
+            v = v.strip().replace(".", "").replace("-", "")
+            if len(v) >= 8 and v[:8].isdigit():
+                self.text.update(date_variants(v[:8])[1:])
+                self.dates.add(v[:8])
+
+    def add_uid(self, value: str) -> None:
+        """Instance UIDs (registered DICOM UIDs such as SOP classes are public constants, not PHI)."""
+        for v in _SPLIT.split(value):
+            v = v.strip()
+            if len(v) >= 8 and v not in _registered():
+                self.uids.add(v)
+
+    def add_opaque(self, raw: bytes) -> None:
+        """Printable runs of a removed private or unknown element (nested sequences included)."""
+        for run in _PRINTABLE_RUN.findall(raw):
+            for piece in run.split(b"\\"):
+                piece = piece.strip(b" ")
+                if len(piece) < 6:
+                    continue
+                s = piece.decode("ascii")
+                if _NUMBER_LIKE.match(s):
+                    continue
+                if "^" in s:
+                    self.add_name(s)
+                if _UID_LIKE.match(s):
+                    self.add_uid(s)
+                else:
+                    self.weak.add(piece.lower())
+
+    def add_retained(self, value: str) -> None:
+        """A value a kept structural attribute legitimately carries (e.g. Manufacturer)."""
+        for v in _SPLIT.split(value):
+            v = v.strip().lower()
+            if v:
+                self.retained.add(v)
+
+    def verifier(self, charset: str | tuple[str, ...] = "latin-1") -> "Verifier":
+        """The search for these identifiers.
+
+        Parameters
+        ----------
+        charset:
+            How text is encoded in the file: a Python codec, or the tuple of the file's
+            Specific Character Set terms (ISO 2022, encoded by pydicom).  UTF-8 and Latin-1
+            are always tried too.  Letters are matched in any ASCII case, and non-ASCII
+            letters as written, in upper and in lower case.
+
+        Notes
+        -----
+        The names, IDs and dates of one patient's files are the same, so their compiled
+        pattern is built once and reused (cached); the UIDs, different in every file, are
+        checked by a fixed pattern that finds every UID-like token plus a set lookup.
+        """
+        text = _encoded(frozenset(self.text), charset)
+        # a removed private value that a kept element legitimately repeats is no identifier
+        weak = frozenset(w for w in self.weak if w.decode("ascii") not in self.retained and w not in text)
+        return Verifier(_compile(text, frozenset(self.dates)),
+                        frozenset(u.encode("ascii", "replace") for u in self.uids), weak)
+
+    def scrubber(self) -> Callable[[str, str], str] | None:
+        """``scrub(text, replacement)``: this file's identifiers in free text replaced (the clean action)."""
+        words = self.text | self.short_text | self.dates
+        if not words and not self.uids:
+            return None
+        pattern = _compile_text(frozenset(words)) if words else None
+        uids = frozenset(self.uids)
+
+        def scrub(text: str, replacement: str) -> str:
+            if pattern is not None:
+                text = pattern.sub(replacement, text)
+            if uids:
+                text = _UID_TOKEN_STR.sub(lambda m: replacement if m.group() in uids else m.group(), text)
+            return text
+
+        return scrub
+
+
+@lru_cache(maxsize=512)
+def _encoded(text: frozenset[str], charset: str | tuple[str, ...]) -> frozenset[bytes]:
+    if isinstance(charset, tuple):
+        from pydicom.charset import convert_encodings, encode_string
+
+        encodings = convert_encodings(list(charset))
+        encs: tuple[Callable[[str], bytes], ...] = (lambda t: encode_string(t, encodings), _utf8, _latin1)
+    else:
+        encs = (lambda t: t.encode(charset), _utf8, _latin1)
+    out: set[bytes] = set()
+    for t in text:
+        for variant in {t, t.upper(), t.lower()}:
+            for enc in encs:
+                try:
+                    out.add(enc(variant).lower())
+                except (UnicodeError, LookupError, ValueError):
+                    continue
+    return frozenset(out)
+
+
+def _utf8(text: str) -> bytes:
+    return text.encode("utf-8")
+
+
+def _latin1(text: str) -> bytes:
+    return text.encode("latin-1")
+
+
+@lru_cache(maxsize=1)
+def _registered() -> frozenset[str]:
+    from pydicom.uid import UID_dictionary
+
+    return frozenset(UID_dictionary)
+
+
+@lru_cache(maxsize=256)
+def _compile_text(words: frozenset[str]) -> re.Pattern[str]:
+    def alts(items: Iterable[str]) -> str:
+        return "|".join(re.escape(w) for w in sorted(items, key=lambda w: (-len(w), w)))
+
+    numbers = {w for w in words if w.isdigit() and len(w) >= 6}
+    parts = [rf"(?<![A-Za-z0-9_])(?:{alts(words - numbers)})(?![A-Za-z0-9_])"] if words - numbers else []
+    if numbers:  # an ID of digits is found glued to letters too ("MRN4711042" for ID 4711042)
+        parts.append(rf"(?<![0-9])(?:{alts(numbers)})(?![0-9])")
+    return re.compile("|".join(parts), re.IGNORECASE)
+
+
+@lru_cache(maxsize=1024)
+def _compile(text: frozenset[bytes], dates: frozenset[str] = frozenset()) -> re.Pattern[bytes] | None:
+    def alts(items: Iterable[bytes]) -> bytes:
+        return b"|".join(re.escape(t) for t in sorted(items, key=lambda w: (-len(w), w)))
+
+    parts = []
+    if dates:
+        # a DA, or the date part of a DT (time, fraction and UTC offset may follow), also glued to letters
+        parts.append(rb"(?<![0-9])(?:" + alts(d.encode("ascii") for d in dates)
+                     + rb")(?:[0-9]{2}){0,3}(?:\.[0-9]{1,6})?(?:[+-][0-9]{4})?(?![0-9])")
+    numbers = {t for t in text if t.isdigit() and len(t) >= 6}
+    if text - numbers:
+        parts.append(rb"(?<![a-z0-9_])(?:" + alts(text - numbers) + rb")(?![a-z0-9_])")
+    if numbers:
+        parts.append(rb"(?<![0-9])(?:" + alts(numbers) + rb")(?![0-9])")
+    if not parts:
+        return None
+    return re.compile(b"|".join(parts))
+
+
+#: every UID-like token (a UID stands between non-digit, non-dot bytes)
+_UID_TOKEN = re.compile(rb"(?<![0-9.])[0-9]+(?:\.[0-9]+)+(?![0-9.])")
+_UID_TOKEN_STR = re.compile(r"(?<![0-9.])[0-9]+(?:\.[0-9]+)+(?![0-9.])")
+
+
+@dataclass(frozen=True)
+class Verifier:
+    """The search of one file's identifiers: a compiled multi-pattern search, UID tokens, private tokens."""
+
+    pattern: re.Pattern[bytes] | None
+    uids: frozenset[bytes]
+    weak: frozenset[bytes]
+
+    def leaks(self, data: bytes | memoryview) -> bool:
+        """True when any identifier occurs in *data* (the output bytes without the pixel data value)."""
+        low = bytes(data).lower()
+        if self.pattern is not None and self.pattern.search(low):
+            return True
+        if self.uids and not self.uids.isdisjoint(_UID_TOKEN.findall(low)):
+            return True
+        if self.weak:
+            for run in _PRINTABLE_RUN.findall(low):
+                for piece in run.split(b"\\"):
+                    if piece.strip(b" ") in self.weak:
+                        return True
+        return False
+
+
+#: value representations that hold numbers or enumerated codes: an identifier's characters found
+#: there (Series Number 123456 of a patient whose ID is 123456, Body Part HEADNECK of patient
+#: QIN-HEADNECK-01) are a coincidence, not a leak
+CODED_VRS = frozenset({"IS", "DS", "CS", "US", "SS", "UL", "SL", "UV", "SV", "FL", "FD", "AT", "OF", "OD", "OL",
+                       "OV"})
+
+
+def locate_leaks(data: bytes, verifier: Verifier) -> list[tuple[str, str, int]]:
+    """``(tag path, VR, tag)`` of the elements of *data* in which an identifier survives (never the value).
+
+    Parses *data* (a DICOM file, possibly without its pixel data); called only after
+    :meth:`Verifier.leaks` said yes, so the common case never re-parses.
+    """
+    from io import BytesIO
+
+    import pydicom
+
+    try:
+        ds = pydicom.dcmread(BytesIO(data), force=True, stop_before_pixels=True)
+    except Exception:  # noqa: BLE001 - the bytes were written by pydicom a moment ago
+        return [("(unparsed output)", "UN", 0)]
+    paths: list[tuple[str, str, int]] = []
+    if getattr(ds, "file_meta", None) is not None:
+        _walk_leaks(ds.file_meta, "", verifier, paths)
+    _walk_leaks(ds, "", verifier, paths)
+    return paths or [("(between elements)", "UN", 0)]
+
+
+def _walk_leaks(ds: Any, prefix: str, verifier: Verifier, paths: list[tuple[str, str, int]]) -> None:
+    for elem in ds:
+        name = f"{prefix}({elem.tag.group:04X},{elem.tag.element:04X})"
+        if elem.VR == "SQ":
+            for i, item in enumerate(elem.value):
+                _walk_leaks(item, f"{name}[{i}]>", verifier, paths)
+            continue
+        value = elem.value
+        if isinstance(value, (bytes, bytearray)):
+            raw = bytes(value)
+        elif isinstance(value, (list, tuple)) or type(value).__name__ == "MultiValue":
+            raw = "\\".join(str(v) for v in value).encode("utf-8", "replace")
+        else:
+            raw = str(value).encode("utf-8", "replace")
+        if verifier.leaks(b" " + raw + b" "):
+            paths.append((name, elem.VR, int(elem.tag)))
