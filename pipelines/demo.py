@@ -18,6 +18,7 @@ from segkit.errors import NotImplementedYetError, OutputExistsError
 __all__ = ["DemoStep", "DemoReport", "run_demo"]
 
 log = logging.getLogger("segkit.demo")
+MARKER = ".segkit-demo"
 
 
 @dataclass
@@ -81,17 +82,23 @@ STEPS: list[tuple[str, Callable[[Path, bool], str]]] = [
 def run_demo(out: str | Path = "segkit-demo", *, quick: bool = False, overwrite: bool = False) -> DemoReport:
     """Run every step of the chain into folder ``out`` and report each step's time.
 
+    A folder that an earlier demo made (it holds the ``.segkit-demo`` marker) is
+    replaced; any other existing folder only with ``overwrite``.
+
     Raises
     ------
     OutputExistsError
-        If ``out`` exists and ``overwrite`` is false.
+        If ``out`` exists, is not an earlier demo's folder, and ``overwrite`` is false.
     """
     root = Path(out)
     if root.exists():
-        if not overwrite:
-            raise OutputExistsError(str(root), "already exists; choose another folder or pass --force to replace it")
+        # A folder an earlier demo made is the demo's own to replace; anything else needs --force.
+        if not (overwrite or (root / MARKER).is_file()):
+            raise OutputExistsError(str(root), "already exists and is not a segkit demo folder; "
+                                    "choose another folder or pass --force to replace it")
         shutil.rmtree(root)
     root.mkdir(parents=True)
+    (root / MARKER).write_text("made by `segkit demo`; the next demo run into this folder replaces it\n")
     report = DemoReport(root=root)
     blocked = False
     for name, step in STEPS:

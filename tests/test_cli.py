@@ -156,3 +156,20 @@ def test_demo_runs_what_exists_and_names_what_is_missing(runner: CliRunner, tmp_
         first = statuses.index("missing")
         assert all(s == "skipped" for s in statuses[first + 1:])
         assert report.steps[first].name in report.summary()
+
+
+def test_demo_replaces_its_own_folder_but_not_someone_elses(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from segkit.errors import OutputExistsError
+    from segkit.pipelines import demo
+
+    monkeypatch.setattr(demo, "STEPS", [("synth", lambda root, quick: "ok")])
+    demo.run_demo(tmp_path / "d")
+    (tmp_path / "d" / "old.txt").write_text("from the first run")
+    demo.run_demo(tmp_path / "d")
+    assert not (tmp_path / "d" / "old.txt").exists()
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "thesis.tex").write_text("precious")
+    with pytest.raises(OutputExistsError, match="is not a segkit demo folder"):
+        demo.run_demo(mine)
+    assert (mine / "thesis.tex").read_text() == "precious"
