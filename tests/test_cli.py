@@ -143,7 +143,7 @@ def test_console_script_runs(tmp_path: Path) -> None:
 
 
 def test_demo_runs_what_exists_and_names_what_is_missing(runner: CliRunner, tmp_path: Path) -> None:
-    from segkit.pipelines.demo import STEPS, run_demo
+    from segkit.pipelines.demo import OPTIONAL, STEPS, run_demo
 
     report = run_demo(tmp_path / "demo", quick=True)
     assert [s.name for s in report.steps] == [name for name, _ in STEPS]
@@ -152,10 +152,14 @@ def test_demo_runs_what_exists_and_names_what_is_missing(runner: CliRunner, tmp_
     for step in report.steps:
         assert step.status in {"done", "missing", "skipped"}
     statuses = [s.status for s in report.steps]
-    if "missing" in statuses:
-        first = statuses.index("missing")
+    required_missing = [k for k, s in enumerate(report.steps) if s.status == "missing" and s.name not in OPTIONAL]
+    if required_missing:
+        first = required_missing[0]
         assert all(s == "skipped" for s in statuses[first + 1:])
         assert report.steps[first].name in report.summary()
+    else:
+        assert (tmp_path / "demo" / "prediction-seg.dcm").is_file()
+        assert "DICOM SEG of a test patient" in report.summary()
 
 
 def test_demo_replaces_its_own_folder_but_not_someone_elses(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
