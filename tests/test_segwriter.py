@@ -147,3 +147,15 @@ def test_existing_output_is_refused_and_kept(synth_cohort: Path, tmp_path: Path)
         write_dataset(prediction_seg(source, truth.astype(np.float32), ALGO), tmp_path / "p.dcm")
     assert (tmp_path / "p.dcm").read_bytes() == b"mine"
     assert [p.name for p in tmp_path.iterdir()] == ["p.dcm"]
+
+
+def test_a_pseudonymised_patient_name_is_copied_without_a_warning(synth_cohort: Path) -> None:
+    import warnings
+
+    source, truth = _series(synth_cohort)
+    for ds in source:
+        ds.PatientName = "SK-Q7JBD775QFGV"  # what segkit anonymize writes: one component
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        seg = prediction_seg(source, truth.astype(np.float32), ALGO)
+    assert seg.PatientName == "SK-Q7JBD775QFGV"

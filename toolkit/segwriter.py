@@ -20,6 +20,7 @@ import datetime as dt
 import hashlib
 import os
 import tempfile
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -169,25 +170,29 @@ def prediction_seg(
         algorithm_type=hd.seg.SegmentAlgorithmTypeValues.AUTOMATIC,
         algorithm_identification=identification,
     )
-    seg = hd.seg.Segmentation(
-        source_images=ordered,
-        pixel_array=pixels if fractional else pixels,
-        segmentation_type=seg_type,
-        segment_descriptions=[description],
-        series_instance_uid=series_uid,
-        series_number=SERIES_NUMBER,
-        sop_instance_uid=instance_uid,
-        instance_number=1,
-        manufacturer="segkit",
-        manufacturer_model_name=algorithm.name[:64],
-        software_versions=algorithm.version,
-        device_serial_number=algorithm.run_id[:64],
-        content_label="TUMOUR",
-        content_description=f"{label} predicted by segkit {algorithm.model} (run {algorithm.run_id})"[:64],
-        content_creator_name=None,
-        series_description=f"segkit {algorithm.model} {label}"[:64],
-        omit_empty_frames=bool(pixels.any()),
-    )
+    with warnings.catch_warnings():
+        # The patient module is copied verbatim from the source; a de-identified single-component
+        # PatientName (a pseudonym) is legal and is not ours to "fix".
+        warnings.filterwarnings("ignore", message=r".*unlikely to represent the intended person name", category=UserWarning)
+        seg = hd.seg.Segmentation(
+            source_images=ordered,
+            pixel_array=pixels,
+            segmentation_type=seg_type,
+            segment_descriptions=[description],
+            series_instance_uid=series_uid,
+            series_number=SERIES_NUMBER,
+            sop_instance_uid=instance_uid,
+            instance_number=1,
+            manufacturer="segkit",
+            manufacturer_model_name=algorithm.name[:64],
+            software_versions=algorithm.version,
+            device_serial_number=algorithm.run_id[:64],
+            content_label="TUMOUR",
+            content_description=f"{label} predicted by segkit {algorithm.model} (run {algorithm.run_id})"[:64],
+            content_creator_name=None,
+            series_description=f"segkit {algorithm.model} {label}"[:64],
+            omit_empty_frames=bool(pixels.any()),
+        )
     when = _created(ordered[0], created)
     seg.InstanceCreationDate = seg.ContentDate = seg.SeriesDate = when.strftime("%Y%m%d")
     seg.InstanceCreationTime = seg.ContentTime = seg.SeriesTime = when.strftime("%H%M%S")
