@@ -69,7 +69,11 @@ def test_bad_arguments_are_usage_errors(runner: CliRunner, tmp_path: Path, args:
     assert "Traceback" not in result.output
 
 
-@pytest.mark.parametrize("command", ["anonymize", "augment"])
+# Placeholders take any arguments (the pass-through context); real commands declare theirs.
+NOT_BUILT = [name for name, command in cli.commands.items() if command.context_settings.get("allow_extra_args")]
+
+
+@pytest.mark.parametrize("command", NOT_BUILT)
 def test_commands_not_built_yet_say_so_and_fail(runner: CliRunner, command: str) -> None:
     result = runner.invoke(cli, [command, "anything"])
     assert result.exit_code == 1

@@ -167,6 +167,19 @@ def test_compare_sets_two_runs_side_by_side(converted: dict[str, Path], tmp_path
     b_doc = json.loads((b / "eval-test" / "metrics.json").read_text())
     assert f"{b_doc['pooled']['dice']:.4f}" in table.splitlines()[3]
     assert b_doc["pooled"]["dice"] != doc["pooled"]["dice"]  # b's own report (centre 0.7) was reused
+    assert not (a / "eval-test" / "compare").exists()
+
+
+def test_compare_evaluates_a_run_without_a_matching_report_beside_this_one(converted: dict[str, Path],
+                                                                          tmp_path: Path) -> None:
+    a = make_run(tmp_path / "a", converted["native"])
+    b = make_run(tmp_path / "b", converted["native"])
+    evaluate_run(b, converted["native"], threshold=0.3, load=stand_in(), overlays=False)
+    before = (b / "eval-test" / "metrics.json").read_bytes()
+    evaluate_run(a, converted["native"], load=stand_in(), compare=[b], overlays=False)
+    assert (b / "eval-test" / "metrics.json").read_bytes() == before  # another run's report is never touched
+    fresh = json.loads((a / "eval-test" / "compare" / "01-b" / "metrics.json").read_text())
+    assert fresh["threshold"] == 0.5 and fresh["run"]["id"] == "b"
 
 
 def test_predict_refuses_a_folder_with_several_series(converted: dict[str, Path], synth_cohort: Path,
@@ -212,3 +225,15 @@ def test_run_info_reads_what_segkit_train_writes(converted: dict[str, Path], tmp
     assert (run.run_id, run.variant, run.input_size, run.epochs, run.store_size) == ("run", "unet", 64, 2, 32)
     assert run.training_patients == {"p1"}
     shutil.rmtree(tmp_path / "run")
+
+
+def test_evaluate_twice_gives_byte_identical_reports(converted: dict[str, Path], tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "1700000000")  # provenance times from the reproducible-builds clock
+    run = make_run(tmp_path / "run", converted["native"])
+    for name in ("a", "b"):
+        evaluate_run(run, converted["native"], out=tmp_path / name, load=stand_in())
+    files = sorted(p.relative_to(tmp_path / "a") for p in (tmp_path / "a").rglob("*") if p.is_file())
+    assert len(files) == 6
+    for rel in files:
+        assert (tmp_path / "a" / rel).read_bytes() == (tmp_path / "b" / rel).read_bytes(), rel

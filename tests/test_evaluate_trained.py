@@ -59,6 +59,12 @@ def test_evaluate_dice_equals_the_dice_of_the_predicted_seg(trained: dict[str, P
                                  "--threshold", repr(threshold)])
     assert result.exit_code == 0, result.output
     truth = np.load(synth_cohort / "truth" / f"{folder.name}.npy")
+    cli_eval = CliRunner().invoke(__import__("segkit.cli", fromlist=["cli"]).cli,
+                                  ["evaluate", str(run), str(store), "--out", str(tmp_path / "eval-cli"),
+                                   "--threshold", repr(threshold), "--no-overlays"])
+    assert cli_eval.exit_code == 0, cli_eval.output
+    assert f"pooled Dice {doc['pooled']['dice']:.4f}" in cli_eval.stderr
+    assert (tmp_path / "eval-cli" / "per_patient.csv").read_text() == (tmp_path / "eval" / "per_patient.csv").read_text()
     assert row["dice"] == pytest.approx(_dice_from_seg(tmp_path / "p.dcm", folder, truth), abs=1e-6)
     if shutil.which("dciodvfy"):
         report = subprocess.run(["dciodvfy", str(tmp_path / "p.dcm")], capture_output=True, text=True).stderr

@@ -328,7 +328,8 @@ def _write_overlays(folder: Path, evaluation: Evaluation) -> list[str]:
             continue
         for which, k in sorted(_pick_overlay_slices(rows).items()):
             r = rows[k]
-            name = f"{case.patient}_{case.series}_{which}_slice{r['index']:03d}.png"
+            stem = case.series if case.series.startswith(case.patient) else f"{case.patient}_{case.series}"
+            name = f"{stem}_{which}_slice{r['index']:03d}.png"
             title = f"{case.patient} slice {r['index']}  ({which})  Dice {r['dice']:.3f}"
             _overlay_png(folder / name, case.image[k], case.truth[k], case.prob[k] >= evaluation.threshold, title,
                          case.spacing[1:])

@@ -175,7 +175,8 @@ def evaluate_run(
         ``best`` (the best weights by val Dice) or ``latest`` (last checkpoint).
     compare:
         Further run directories to set beside this one in ``compare.md``/``compare.csv``
-        (their existing ``eval-<split>`` report on the same store is reused, else they are evaluated).
+        (their own ``eval-<split>`` report is reused when it is for the same store and threshold, else they
+        are evaluated into ``OUT/compare/``).
     overlays:
         Draw best/worst overlay PNGs per patient.
     overwrite:
@@ -226,21 +227,23 @@ def evaluate_run(
     )
     if compare_runs:
         docs = [doc]
-        for other in compare_runs:
-            docs.append(_metrics_for(other, opened, split, threshold, checkpoint, progress, load))
+        for k, other in enumerate(compare_runs, start=1):
+            docs.append(_metrics_for(other, opened, split, threshold, out / "compare" / f"{k:02d}-{other.run_id}",
+                                     checkpoint, progress, load))
         write_compare(docs, out)
     return doc
 
 
-def _metrics_for(run: RunInfo, store: Store, split: str, threshold: float, checkpoint: str, progress: bool,
-                 load: PredictorLoader | None) -> dict[str, Any]:
-    """The run's report on (store, split, threshold): reused when it exists, else evaluated now."""
-    folder = run.path / f"eval-{split}"
+def _metrics_for(run: RunInfo, store: Store, split: str, threshold: float, folder: Path, checkpoint: str,
+                 progress: bool, load: PredictorLoader | None) -> dict[str, Any]:
+    """The run's report on (store, split, threshold): its own ``eval-<split>`` when that matches, else
+    evaluated now into ``folder`` (the other run's folder is never touched)."""
+    own = run.path / f"eval-{split}"
     digest = store.provenance[-1].get("output_digest") if store.provenance else None
-    if (folder / "metrics.json").is_file():
-        doc = read_metrics(folder)
+    if (own / "metrics.json").is_file():
+        doc = read_metrics(own)
         if doc["store"].get("digest") == digest and doc["threshold"] == threshold:
             return doc
-        log.info("re-evaluating %s: its report is for another store or threshold", run.run_id)
+        log.info("evaluating %s again: its own report is for another store or threshold", run.run_id)
     return evaluate_run(run.path, store.path, split, threshold, folder, checkpoint=checkpoint, overlays=False,
                         overwrite=True, progress=progress, load=load)
