@@ -18,6 +18,7 @@ from segkit.metrics import (
     slice_counts,
     surface,
     surface_distances,
+    surface_metrics,
 )
 
 
@@ -180,3 +181,20 @@ def test_mean_sd_uses_the_sample_sd_and_ignores_undefined_values() -> None:
     assert mean_sd([1.0, 2.0, 3.0, float("nan")]) == {"mean": 2.0, "sd": 1.0, "n": 3}
     assert mean_sd([0.5]) == {"mean": 0.5, "sd": None, "n": 1}
     assert mean_sd([]) == {"mean": None, "sd": None, "n": 0}
+
+
+def test_masks_touching_the_array_border_keep_their_border_surface() -> None:
+    truth = np.ones((3, 6, 6), dtype=bool)  # fills the array: every face voxel is surface
+    pred = truth.copy()
+    pred[:, :, 4:] = False
+    spacing = (2.0, 1.0, 0.5)
+    np.testing.assert_allclose(np.sort(surface_distances(truth, pred, spacing)),
+                               np.sort(_brute_surface_distances(truth, pred, spacing)), atol=1e-12)
+    assert hd95(truth, pred, spacing) == pytest.approx(np.percentile(_brute_surface_distances(truth, pred, spacing), 95))
+
+
+def test_surface_metrics_give_both_distances_in_one_pass() -> None:
+    truth, pred = square(2, 2), square(2, 3)
+    assert surface_metrics(truth, pred, (1.0, 0.7)) == {"hd95_mm": pytest.approx(0.7), "msd_mm": pytest.approx(0.35)}
+    empty = np.zeros_like(truth)
+    assert surface_metrics(empty, empty, (1.0, 1.0)) == {"hd95_mm": 0.0, "msd_mm": 0.0}

@@ -39,10 +39,9 @@ from segkit.metrics import (
     OVERLAP_METRICS,
     Counts,
     counts,
-    hd95,
     mean_sd,
-    mean_surface_distance,
     slice_counts,
+    surface_metrics,
 )
 
 __all__ = [
@@ -189,8 +188,7 @@ def evaluate_cases(cases: Sequence[Case], threshold: float = 0.5) -> Evaluation:
             "tumour_slices": int(case.truth.reshape(case.truth.shape[0], -1).any(axis=1).sum()),
             "truth_voxels": c3.tp + c3.fn, "predicted_voxels": c3.tp + c3.fp,
             "tp": c3.tp, "fp": c3.fp, "fn": c3.fn, **c3.metrics(),
-            "hd95_mm": _finite(hd95(case.truth, pred, case.spacing)),
-            "msd_mm": _finite(mean_surface_distance(case.truth, pred, case.spacing)),
+            **{k: _finite(v) for k, v in surface_metrics(case.truth, pred, case.spacing).items()},
         })
     over_patients = {m: mean_sd(np.nan if r[m] is None else r[m] for r in per_patient) for m in SUMMARY_METRICS}
     tumour = [r for r in per_slice if r["truth_pixels"] > 0]

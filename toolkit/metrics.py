@@ -40,6 +40,7 @@ __all__ = [
     "surface_distances",
     "hd95",
     "mean_surface_distance",
+    "surface_metrics",
     "mean_sd",
     "OVERLAP_METRICS",
 ]
@@ -185,34 +186,40 @@ def surface_distances(truth: np.ndarray, pred: np.ndarray, spacing: Sequence[flo
     spacing = tuple(float(s) for s in spacing)
     if len(spacing) != truth.ndim or min(spacing) <= 0:
         raise ValueError(f"spacing {spacing} must give one positive size per axis of a {truth.ndim}-D mask.")
-    st, sp = surface(truth), surface(pred)
-    if not st.any() and not sp.any():
+    t_any, p_any = bool(truth.any()), bool(pred.any())
+    if not t_any and not p_any:
         return np.empty(0, dtype=np.float64)
-    if not st.any() or not sp.any():
+    if not t_any or not p_any:
         raise ValueError("Surface distances are undefined when exactly one mask is empty.")
+    # Only the box around both masks matters; a one-voxel background margin keeps "outside = background".
+    box = ndimage.find_objects((truth | pred).astype(np.uint8))[0]
+    truth, pred = np.pad(truth[box], 1), np.pad(pred[box], 1)
+    st, sp = surface(truth), surface(pred)
     to_truth = ndimage.distance_transform_edt(~st, sampling=spacing)
     to_pred = ndimage.distance_transform_edt(~sp, sampling=spacing)
     return np.concatenate([to_pred[st], to_truth[sp]]).astype(np.float64)
 
 
-def _surface_stat(truth: np.ndarray, pred: np.ndarray, spacing: Sequence[float], stat) -> float:
+def surface_metrics(truth: np.ndarray, pred: np.ndarray, spacing: Sequence[float]) -> dict[str, float]:
+    """``{"hd95_mm", "msd_mm"}`` from one pass over the surfaces (0 if both empty, ``nan`` if one is)."""
     truth, pred = _pair(truth, pred)
     t_any, p_any = bool(truth.any()), bool(pred.any())
     if not t_any and not p_any:
-        return 0.0
+        return {"hd95_mm": 0.0, "msd_mm": 0.0}
     if t_any != p_any:
-        return float("nan")
-    return float(stat(surface_distances(truth, pred, spacing)))
+        return {"hd95_mm": float("nan"), "msd_mm": float("nan")}
+    d = surface_distances(truth, pred, spacing)
+    return {"hd95_mm": float(np.percentile(d, 95)), "msd_mm": float(np.mean(d))}
 
 
 def hd95(truth: np.ndarray, pred: np.ndarray, spacing: Sequence[float]) -> float:
     """95th-percentile symmetric Hausdorff distance in mm (0 if both empty, ``nan`` if one is)."""
-    return _surface_stat(truth, pred, spacing, lambda d: np.percentile(d, 95))
+    return surface_metrics(truth, pred, spacing)["hd95_mm"]
 
 
 def mean_surface_distance(truth: np.ndarray, pred: np.ndarray, spacing: Sequence[float]) -> float:
     """Mean symmetric surface distance in mm (0 if both empty, ``nan`` if one is)."""
-    return _surface_stat(truth, pred, spacing, np.mean)
+    return surface_metrics(truth, pred, spacing)["msd_mm"]
 
 
 def mean_sd(values: Iterable[float]) -> dict[str, float | int | None]:
