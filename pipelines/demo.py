@@ -141,7 +141,7 @@ def _evaluate(root: Path, quick: bool) -> str:
     (evaluate_run,) = _library("evaluate", "segkit.train.evaluate", "evaluate_run")
     doc = evaluate_run(root / "run", root / "slices.zarr", "test", out=root / "evaluation")
     p = doc["pooled"]
-    return (f"{doc['patients']} test patient(s), {doc['slices']} slices: Dice {p['dice']:.3f}, IoU {p['iou']:.3f}, "
+    return (f"{doc['patients']} test patient{'' if doc['patients'] == 1 else 's'}, {doc['slices']} slices: Dice {p['dice']:.3f}, IoU {p['iou']:.3f}, "
             f"precision {p['precision']:.3f}, recall {p['recall']:.3f} -> {root / 'evaluation'}")
 
 

@@ -242,7 +242,7 @@ def _table_md(doc: Mapping[str, Any]) -> str:
         f"# segkit evaluation: run `{run.get('id', '?')}` on the `{doc['split']}` split",
         "",
         f"Model `{run.get('model', '?')}` ({_count(run.get('params'))} parameters, {run.get('epochs', '?')} epochs); "
-        f"store `{Path(store.get('path', '?')).name}`; {ev['patients']} patients, {ev['slices']} slices "
+        f"store `{Path(store.get('path', '?')).name}`; {_plural(ev['patients'], 'patient')}, {ev['slices']} slices "
         f"({ev['tumour_slices']} with tumour); threshold {ev['threshold']:g}.",
         "",
         "| | " + " | ".join(head) + " |",
@@ -269,6 +269,10 @@ def _table_md(doc: Mapping[str, Any]) -> str:
                      + f" | {_f(r['hd95_mm'], 2)} | {_f(r['msd_mm'], 2)} |")
     lines += ["", "Conventions:", ""] + [f"- {k}: {v}" for k, v in CONVENTIONS.items()] + [""]
     return "\n".join(lines)
+
+
+def _plural(n: int, noun: str) -> str:
+    return f"{n} {noun}" + ("" if n == 1 else "s")
 
 
 def _count(n: Any) -> str:
