@@ -181,3 +181,18 @@ def test_demo_replaces_its_own_folder_but_not_someone_elses(tmp_path: Path, monk
     with pytest.raises(OutputExistsError, match="is not a segkit demo folder"):
         demo.run_demo(mine)
     assert (mine / "thesis.tex").read_text() == "precious"
+
+
+def test_demo_without_the_train_extra_says_how_to_install_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from segkit.errors import MissingExtraError
+    from segkit.pipelines import demo
+
+    def train(root: Path, quick: bool) -> str:
+        raise MissingExtraError("segkit train", "needs the 'train' extra; install it with: pip install segkit[train]")
+
+    monkeypatch.setattr(demo, "STEPS", [("synth", lambda root, quick: "ok"), ("train", train),
+                                        ("evaluate", lambda root, quick: "never")])
+    report = demo.run_demo(tmp_path / "d")
+    assert [(s.name, s.status) for s in report.steps] == [("synth", "done"), ("train", "missing"),
+                                                          ("evaluate", "skipped")]
+    assert "pip install segkit[train]" in report.steps[1].detail
