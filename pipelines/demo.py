@@ -6,14 +6,15 @@ over, the next step reading the output before them), so the demo always shows
 how far the chain goes today.  Each step calls the library function behind its
 command; a step whose library is not installed counts as not built.
 
-Layout of the demo folder: ``raw/`` (synthetic cohort), ``site.key`` and
-``clean/`` (de-identified), ``slices.zarr``, ``augmented.zarr``, ``run/``
+Layout of the demo folder: ``raw/`` (synthetic cohort), ``clean/``
+(de-identified with a fixed demo key), ``slices.zarr``, ``augmented.zarr``, ``run/``
 (checkpoints, history, TensorBoard logs), ``evaluation/`` (metrics, tables,
 overlays), ``prediction-seg.dcm`` (DICOM SEG of a test patient's series).
 """
 
 from __future__ import annotations
 
+import hashlib
 import importlib
 import logging
 import shutil
@@ -96,12 +97,14 @@ def _training_store(root: Path) -> Path:
     return root / "augmented.zarr" if (root / "augmented.zarr").is_dir() else root / "slices.zarr"
 
 
-def _anonymize(root: Path, quick: bool) -> str:
-    anonymize_tree, generate_key = _library("anonymize", "segkit.deid", "anonymize_tree", "generate_key")
-    key = generate_key(root / "site.key")  # beside, never inside, the de-identified output
-    from segkit.deid import read_key
+#: The demo's site key: fixed and public, so the demo's pseudonyms, split and numbers are the same every
+#: time.  Synthetic data only — a real site makes its secret key with ``segkit keygen``.
+DEMO_KEY = hashlib.sha256(b"segkit demo site key: synthetic data only").digest()
 
-    summary = anonymize_tree(root / "raw", root / "clean", read_key(key), workers=1)
+
+def _anonymize(root: Path, quick: bool) -> str:
+    (anonymize_tree,) = _library("anonymize", "segkit.deid", "anonymize_tree")
+    summary = anonymize_tree(root / "raw", root / "clean", DEMO_KEY, workers=1)
     return summary.line()
 
 
