@@ -122,6 +122,13 @@ def test_failure_inside_the_writer_leaves_nothing_behind(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
+def test_failed_write_removes_the_folders_it_created(tmp_path):
+    with pytest.raises(UsageError, match="no spacing recorded"):
+        with StoreWriter(tmp_path / "a" / "b" / "s.zarr", SIZE, provenance=[provenance_step("convert", {})]) as w:
+            w.append(*_volume(1, 0), patient="P1", series="S", split="train", index=0, position=0.0)
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_patient_in_two_splits_is_refused_and_nothing_is_written(tmp_path):
     with pytest.raises(SegkitError, match="patient P1: has slices in both 'train' and 'test'"):
         _write(tmp_path / "s.zarr", volumes=((2, 0, "P1", "train"), (2, 1, "P1", "test")))
@@ -186,7 +193,7 @@ def test_open_store_refuses_what_is_not_a_segkit_store(tmp_path):
     with pytest.raises(InputError, match="is not a segkit store"):
         open_store(tmp_path / "plain.zarr")
     (tmp_path / "dir").mkdir()
-    with pytest.raises(InputError, match="is not a Zarr v3 group"):
+    with pytest.raises(InputError, match="not a Zarr v3 group"):
         open_store(tmp_path / "dir")
 
 
@@ -198,3 +205,53 @@ def test_input_digest_depends_on_bytes_not_names_or_order(tmp_path):
     assert first == digest_files([tmp_path / "c", tmp_path / "a"])
     assert first != digest_files([tmp_path / "a", tmp_path / "a"])
     assert first.startswith("sha256:") and len(first) == 71
+
+
+def _resumable(path, key, stop_after=None, shard=4):
+    """Write 2 volumes (5 + 3 slices) resumably; raise KeyboardInterrupt after ``stop_after`` appends."""
+    step = provenance_step("convert", {}, seed=0)
+    volumes = [(*_volume(5, 0), "P1", "train"), (*_volume(3, 1), "P2", "val")]
+    with StoreWriter(path, SIZE, provenance=[step], shard_slices=shard, resume_key=key) as writer:
+        done = writer.resumed
+        appended = 0
+        for image, mask, patient, split in volumes:
+            for i in range(len(image)):
+                if done > 0:
+                    done -= 1
+                    continue
+                if stop_after is not None and appended == stop_after:
+                    raise KeyboardInterrupt
+                writer.append(image[i], mask[i], patient=patient, series=f"S-{patient}", split=split, index=i,
+                              position=i * 2.5)
+                writer.attrs.setdefault("spacing", {})[f"S-{patient}"] = [2.5, 0.8, 0.8]
+                appended += 1
+    return writer
+
+
+def test_interrupted_resumable_write_continues_after_the_last_whole_shard(tmp_path):
+    reference = _write(tmp_path / "ref.zarr")
+    with pytest.raises(KeyboardInterrupt):
+        _resumable(tmp_path / "s.zarr", "k1", stop_after=6)  # 6 slices appended: one whole 4-slice shard
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".s.zarr.partial", "ref.zarr"]
+    writer = _resumable(tmp_path / "s.zarr", "k1")
+    assert writer.resumed == 4
+    assert store_digest(tmp_path / "s.zarr") == store_digest(reference)
+    assert open_store(tmp_path / "s.zarr").attrs["spacing"] == open_store(reference).attrs["spacing"]
+    assert not any(p.name.startswith("segkit-resume") for p in (tmp_path / "s.zarr").iterdir())
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ref.zarr", "s.zarr"]
+
+
+def test_a_different_resume_key_starts_again(tmp_path):
+    with pytest.raises(KeyboardInterrupt):
+        _resumable(tmp_path / "s.zarr", "k1", stop_after=6)
+    assert _resumable(tmp_path / "s.zarr", "k2").resumed == 0
+    assert len(open_store(tmp_path / "s.zarr")) == 8
+
+
+def test_a_resumable_write_that_fails_on_bad_input_leaves_nothing(tmp_path):
+    with pytest.raises(UsageError, match="masks must be binary"):
+        with StoreWriter(tmp_path / "s.zarr", SIZE, provenance=[provenance_step("convert", {})],
+                         resume_key="k") as writer:
+            writer.append(np.zeros((1, *SIZE)), np.full((1, *SIZE), 3), patient="P", series="S", split="train",
+                          index=0, position=0.0)
+    assert list(tmp_path.iterdir()) == []

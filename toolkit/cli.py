@@ -124,10 +124,45 @@ def anonymize() -> None:
     _not_yet("anonymize")
 
 
-@cli.command(context_settings=_PASS_THROUGH)
-def convert() -> None:
-    """Turn DICOM images + RTSTRUCT/SEG into a Zarr slice store with provenance."""
-    _not_yet("convert")
+@cli.command()
+@click.argument("in_dir", metavar="IN", type=click.Path(path_type=Path, exists=True, file_okay=False))
+@click.argument("out", metavar="OUT.zarr", type=click.Path(path_type=Path))
+@click.option("--roi", "roi", multiple=True, metavar="PATTERN",
+              help="Case-insensitive regular expression on ROI/segment names; repeatable. "
+                   "Default: common tumour names (GTV, tumo(u)r, lesion, neoplasm, metasta…).")
+@click.option("--size", type=click.IntRange(8, 4096), default=None,
+              help="Resample every slice to NxN (default: keep the native matrix, which all series must share).")
+@click.option("--val-patients", type=click.IntRange(0), default=1, show_default=True, help="Patients in validation.")
+@click.option("--test-patients", type=click.IntRange(0), default=1, show_default=True, help="Patients in test.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the patient split.")
+@click.option("--workers", type=click.IntRange(1, 64), default=1, show_default=True,
+              help="Processes reading series in parallel (output is identical).")
+@click.option("--masks", type=click.Choice(["auto", "rtstruct", "seg"]), default="auto", show_default=True,
+              help="Where masks come from; auto: SEG if a series has one (cross-checked with its RTSTRUCT), else RTSTRUCT.")
+@click.option("--seg-threshold", type=click.FloatRange(0, 1, min_open=True), default=0.5, show_default=True,
+              help="FRACTIONAL SEG values at or above this are tumour.")
+@click.option("--allow-uneven-spacing", is_flag=True, help="Accept series whose slices are unevenly spaced.")
+@click.option("--lenient", is_flag=True,
+              help="Warn instead of failing on a contour on no slice, a non-planar contour, or an RTSTRUCT whose "
+                   "frame of reference differs from the series it references.")
+@click.option("--force", is_flag=True, help="Replace OUT.zarr if it exists (only once the new store is complete).")
+def convert(in_dir: Path, out: Path, roi: tuple[str, ...], size: int | None, val_patients: int, test_patients: int,
+            seed: int, workers: int, masks: str, seg_threshold: float, allow_uneven_spacing: bool, lenient: bool,
+            force: bool) -> None:
+    """Turn DICOM images + RTSTRUCT/SEG in IN into the Zarr slice store OUT.zarr.
+
+    Masks of the ROIs matching --roi are merged into one binary tumour mask per
+    slice; patients are split into train/val/test with --seed before anything
+    else; intensities are clipped to the 0.5-99.5 percentiles of each volume and
+    scaled to [0, 1]. Nothing is left at OUT.zarr unless the whole run succeeds.
+    """
+    from segkit.convert import ConvertOptions, convert as run_convert
+
+    options = ConvertOptions(roi=roi, size=size, val_patients=val_patients, test_patients=test_patients, seed=seed,
+                             masks=masks, allow_uneven=allow_uneven_spacing, lenient=lenient,
+                             seg_threshold=seg_threshold)
+    report = run_convert(in_dir, out, options, workers=workers, overwrite=force, progress=True)
+    click.echo(report.summary(), err=True)
 
 
 @cli.command(context_settings=_PASS_THROUGH)
@@ -194,10 +229,32 @@ def predict(run_dir: Path, series_dir: Path, out: Path, roi_label: str, threshol
     click.echo(result.summary(), err=True)
 
 
-@cli.command(context_settings=_PASS_THROUGH)
-def info() -> None:
+@cli.command()
+@click.argument("store", type=click.Path(path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON on stdout (schemas/info.schema.json).")
+def info(store: Path, as_json: bool) -> None:
     """Summarise a segkit store: patients, slices, split, provenance."""
-    _not_yet("info")
+    import json
+
+    from segkit.info import store_info
+
+    summary = store_info(store)
+    if as_json:
+        click.echo(json.dumps(summary.as_dict(), indent=2))
+    else:
+        click.echo(summary.text())
+
+
+@cli.command()
+@click.argument("store", type=click.Path(path_type=Path))
+@click.argument("out", metavar="OUT.h5", type=click.Path(path_type=Path, dir_okay=False))
+@click.option("--force", is_flag=True, help="Replace OUT.h5 if it exists.")
+def export(store: Path, out: Path, force: bool) -> None:
+    """Write a store's arrays, table and attributes to HDF5 (for tools that read HDF5)."""
+    from segkit.export import export_hdf5
+
+    path = export_hdf5(store, out, overwrite=force, progress=True)
+    click.echo(f"wrote {path}", err=True)
 
 
 @cli.command()

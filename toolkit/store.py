@@ -93,6 +93,15 @@ TABLE_COLUMNS: dict[str, Any] = {
 }
 
 
+_STATE = "segkit-resume.json"
+_ROWS = "segkit-resume-rows.jsonl"
+
+
+def _plain(value: Any) -> Any:
+    """A numpy scalar as the Python value JSON can hold."""
+    return value.item() if isinstance(value, np.generic) else value
+
+
 def _compressor():
     from zarr.codecs import BloscCodec
 
@@ -152,6 +161,13 @@ class StoreWriter:
         May also be filled later through :attr:`attrs`.
     overwrite:
         Replace an existing destination (only once the new store is complete).
+    resume_key:
+        Make the write resumable: the temporary store gets a fixed name and a
+        journal, updated at every whole shard; a writer opened later with the
+        same key (same inputs and parameters) continues after the last whole
+        shard (:attr:`resumed` slices, with their table rows and :attr:`attrs`)
+        instead of starting again.  It is kept after a kill or Ctrl-C and
+        removed after any other failure.
 
     Examples
     --------
@@ -170,6 +186,7 @@ class StoreWriter:
         attrs: Mapping[str, Any] | None = None,
         overwrite: bool = False,
         shard_slices: int = SHARD_SLICES,
+        resume_key: str | None = None,
     ) -> None:
         self.path = Path(path)
         if self.path.exists() and not overwrite:
@@ -182,7 +199,10 @@ class StoreWriter:
         self.provenance = [dict(s) for s in provenance]
         self.attrs: dict[str, Any] = dict(attrs or {})
         self.shard_slices = int(shard_slices)
+        self.resume_key = resume_key
+        self.resumed = 0
         self._tmp: Path | None = None
+        self._created_parents: list[Path] = []
         self._group = None
         self._written = 0
         self._pending = _Pending()
@@ -199,6 +219,8 @@ class StoreWriter:
     ) -> None:
         if exc_type is None:
             self.close()
+        elif self.resume_key is not None and issubclass(exc_type, KeyboardInterrupt):
+            self._group = None  # keep the journal and the whole shards for the next run
         else:
             self.abort()
 
@@ -207,8 +229,17 @@ class StoreWriter:
         """Create the temporary store beside the destination."""
         import zarr
 
+        missing = [p for p in [self.path.parent, *self.path.parent.parents] if not p.exists()]
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._tmp = Path(tempfile.mkdtemp(prefix=f".{self.path.name}.", suffix=".partial", dir=self.path.parent))
+        self._created_parents = missing  # removed again (if still empty) when the write fails
+        if self.resume_key is not None:
+            self._tmp = self.path.with_name(f".{self.path.name}.partial")
+            if self._resume():
+                return
+            shutil.rmtree(self._tmp, ignore_errors=True)
+            self._tmp.mkdir()
+        else:
+            self._tmp = Path(tempfile.mkdtemp(prefix=f".{self.path.name}.", suffix=".partial", dir=self.path.parent))
         self._group = zarr.open_group(self._tmp, mode="w", zarr_format=3)
         h, w = self.size
         for name, dtype in (("image", np.float32), ("mask", np.uint8)):
@@ -328,6 +359,8 @@ class StoreWriter:
                      for name, parts in self._columns.items()}
             split = self._split_per_patient(table)
             self._write_table(table)
+            for journal in (_STATE, _ROWS):
+                (self._tmp / journal).unlink(missing_ok=True)
             missing = sorted(set(table["series"]) - set(self.attrs.get("spacing", {})))
             if missing:
                 raise UsageError("store writer", f"no spacing recorded for {len(missing)} series (e.g. {missing[0]})")
@@ -362,6 +395,12 @@ class StoreWriter:
         if self._tmp is not None and self._tmp.exists():
             shutil.rmtree(self._tmp, ignore_errors=True)
         self._tmp = None
+        for parent in self._created_parents:
+            try:
+                parent.rmdir()
+            except OSError:
+                break
+        self._created_parents = []
 
     # -- internals
     def _flush(self) -> None:
@@ -376,6 +415,50 @@ class StoreWriter:
             array[start:stop] = np.stack(data)
         self._written = stop
         self._pending = _Pending()
+        if self.resume_key is not None and stop % self.shard_slices == 0:
+            self._journal(start, stop)
+
+    def _journal(self, start: int, stop: int) -> None:
+        """Record rows ``[start, stop)`` (just written as whole shards) and the attributes so far."""
+        rows = {name: [_plain(v) for v in np.concatenate(parts)[start:stop]] for name, parts in self._columns.items()}
+        with open(self._tmp / _ROWS, "a", encoding="utf-8") as fh:
+            fh.write(json.dumps({"start": start, "rows": rows}) + "\n")
+        state = {"key": self.resume_key, "written": stop, "size": list(self.size), "shard": self.shard_slices,
+                 "attrs": self.attrs}
+        part = self._tmp / (_STATE + ".tmp")
+        part.write_text(json.dumps(state), encoding="utf-8")
+        os.replace(part, self._tmp / _STATE)
+
+    def _resume(self) -> bool:
+        """Reopen a journalled temporary store written with the same key; ``False`` if there is none."""
+        import zarr
+
+        try:
+            state = json.loads((self._tmp / _STATE).read_text(encoding="utf-8"))
+            if (state["key"], state["size"], state["shard"]) != (self.resume_key, list(self.size), self.shard_slices):
+                return False
+            written = int(state["written"])
+            columns: dict[str, list] = {name: [] for name in TABLE_COLUMNS}
+            for line in (self._tmp / _ROWS).read_text(encoding="utf-8").splitlines():
+                entry = json.loads(line)
+                if entry["start"] < written:
+                    for name in TABLE_COLUMNS:
+                        columns[name].extend(entry["rows"][name])
+            if any(len(v) != written for v in columns.values()):
+                return False
+            group = zarr.open_group(self._tmp, mode="r+", zarr_format=3)
+            h, w = self.size
+            for name in ("image", "mask"):
+                group[name].resize((written, h, w))  # drops anything written after the last journal entry
+        except (OSError, ValueError, KeyError, TypeError):
+            return False
+        shutil.rmtree(self._tmp / "slices", ignore_errors=True)  # a table from an interrupted close
+        self._group = group
+        self._written = self.resumed = written
+        self.attrs.update(state["attrs"])
+        for name, dtype in TABLE_COLUMNS.items():
+            self._columns[name] = [np.asarray(columns[name], dtype=object if dtype is str else dtype)]
+        return True
 
     @staticmethod
     def _split_per_patient(table: Mapping[str, np.ndarray]) -> dict[str, str]:
@@ -512,7 +595,7 @@ def open_store(path: str | os.PathLike[str]) -> Store:
     try:
         group = zarr.open_group(path, mode="r", zarr_format=3)
     except Exception as exc:  # noqa: BLE001 - zarr raises several types for "not a group"
-        raise InputError(str(path), f"is not a Zarr v3 group ({type(exc).__name__})") from None
+        raise InputError(str(path), f"is not a segkit store (not a Zarr v3 group: {type(exc).__name__})") from None
     attrs = group.attrs.get("segkit")
     if not isinstance(attrs, Mapping) or attrs.get("format") != FORMAT:
         raise InputError(str(path), "is not a segkit store (no 'segkit' attributes of format segkit-slices)")

@@ -1,0 +1,223 @@
+"""RTSTRUCT → mask speed, memory and exactness: segkit against rt-utils and plastimatch.
+
+Run by hand::
+
+    python -m benchmarks.convert [--patients 6 --slices 175 --size 512] [--cohort DIR]
+
+Generates (or reuses) a synthetic cohort, then runs each tool in its own
+process (so peak memory is that process's own maximum resident set size):
+
+* ``segkit convert`` — the whole command: images + RTSTRUCT masks (``--masks rtstruct``)
+  + normalisation + the Zarr store;
+* ``segkit masks`` — only what the reference tools do: read each series and
+  rasterise its RTSTRUCT (``segkit.rtstruct.rtstruct_masks``);
+* ``rt-utils`` (``pip install rt-utils``) — ``RTStructBuilder.create_from(...).get_roi_mask_by_name``;
+* ``plastimatch`` (Debian package) — ``plastimatch convert --input RTSTRUCT --referenced-ct SERIES``.
+
+Each tool's masks are compared with the cohort's truth (Dice, and exact-match
+count); time ratios are against ``segkit masks``.  A tool that is not installed
+is reported as such.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+
+# --------------------------------------------------------------------------- runners (child processes)
+def _run_segkit_masks(cohort: Path, out: Path) -> None:
+    import pydicom
+
+    from segkit.dicomio import Instance, read_header
+    from segkit.rtstruct import rtstruct_masks
+    from segkit.volume import read_volume
+
+    for folder in sorted(cohort.glob("patient-*")):
+        files = sorted((folder / "MR").iterdir())
+        volume = read_volume([Instance(f, read_header(f)) for f in files], folder.name)
+        ds = pydicom.dcmread(next((folder / "RTSTRUCT").iterdir()))
+        np.save(out / f"{folder.name}.npy", rtstruct_masks(ds, volume)["GTV"])
+
+
+def _run_rtutils(cohort: Path, out: Path) -> None:
+    from rt_utils import RTStructBuilder
+
+    for folder in sorted(cohort.glob("patient-*")):
+        rt = RTStructBuilder.create_from(dicom_series_path=str(folder / "MR"),
+                                         rt_struct_path=str(next((folder / "RTSTRUCT").iterdir())))
+        mask = rt.get_roi_mask_by_name("GTV")  # (rows, columns, slices)
+        np.save(out / f"{folder.name}.npy", mask.transpose(2, 0, 1))
+
+
+RUNNERS = {"segkit-masks": _run_segkit_masks, "rt-utils": _run_rtutils}
+GNU_TIME = "/usr/bin/time"
+
+
+# --------------------------------------------------------------------------- measuring
+def _measure(cmd: list[str]) -> tuple[float, float, int]:
+    """Run ``cmd`` under GNU time; return (wall seconds, peak RSS MiB, exit status).
+
+    GNU time forks the tool from its own small process, so the peak RSS is the
+    tool's own (measuring from here would count this process's memory, which a
+    child inherits on Linux until exec).
+    """
+    with tempfile.NamedTemporaryFile(suffix=".time") as report:
+        t0 = time.perf_counter()
+        proc = subprocess.run([GNU_TIME, "-f", "%M", "-o", report.name, *cmd], stdout=subprocess.DEVNULL,
+                              stderr=subprocess.PIPE, check=False)
+        wall = time.perf_counter() - t0
+        peak_kib = int(Path(report.name).read_text().split()[-1])
+    if proc.returncode:
+        last = proc.stderr.decode(errors="replace").strip().splitlines()[-1:]
+        print(f"    ! {' '.join(cmd[:3])}… exited {proc.returncode}: {last}", file=sys.stderr)
+    return wall, peak_kib / 1024, proc.returncode
+
+
+def _dice(a: np.ndarray, b: np.ndarray) -> float:
+    total = int(a.sum()) + int(b.sum())
+    return 1.0 if total == 0 else 2.0 * int(np.logical_and(a, b).sum()) / total
+
+
+def _score(masks: dict[str, np.ndarray], cohort: Path) -> tuple[float, float, int]:
+    dices, exact = [], 0
+    for name, mask in masks.items():
+        truth = np.load(cohort / "truth" / f"{name}.npy")
+        if mask.shape != truth.shape:
+            dices.append(0.0)
+            continue
+        dices.append(_dice(mask.astype(bool), truth))
+        exact += int(np.array_equal(mask.astype(bool), truth))
+    return float(np.mean(dices)), float(np.min(dices)), exact
+
+
+def _segkit_store_masks(store_path: Path, cohort: Path) -> dict[str, np.ndarray]:
+    import pydicom
+
+    from segkit.store import open_store
+
+    ids = {str(pydicom.dcmread(next((f / "MR").iterdir()), stop_before_pixels=True).PatientID): f.name
+           for f in sorted(cohort.glob("patient-*"))}
+    folder_of = {f"patient-{i + 1:02d}": ids[pid] for i, pid in enumerate(sorted(ids))}
+    store = open_store(store_path)
+    table = store.table
+    out = {}
+    for patient in sorted(set(table["patient"])):
+        rows = np.flatnonzero(table["patient"] == patient)
+        out[folder_of[patient]] = store.mask[int(rows[0]):int(rows[-1]) + 1]
+    return out
+
+
+def _segkit() -> str:
+    return shutil.which("segkit") or str(Path(sys.executable).with_name("segkit"))
+
+
+def _ensure_cohort(path: Path, patients: int, slices: int, size: int) -> Path:
+    """Reuse or write the cohort: one ``segkit synth`` process per patient (seed = patient index).
+
+    Separate processes keep the generator's memory bounded by one patient at 512².
+    """
+    config = {"patients": patients, "slices": slices, "size": size}
+    marker = path / "benchmark.json"
+    if marker.is_file() and json.loads(marker.read_text()) == config:
+        return path
+    if path.exists():
+        shutil.rmtree(path)
+    print(f"writing a synthetic cohort of {patients} × {slices} slices of {size}² to {path} …", file=sys.stderr)
+    (path / "truth").mkdir(parents=True)
+    for i in range(patients):
+        one = path.parent / f".{path.name}.one"
+        subprocess.run([_segkit(), "synth", str(one), "--patients", "1", "--slices", str(slices), "--size", str(size),
+                        "--seed", str(i), "--force"], check=True, stderr=subprocess.DEVNULL)
+        name = f"patient-{i + 1:02d}"
+        (one / "patient-01").rename(path / name)
+        (one / "truth" / "patient-01.npy").rename(path / "truth" / f"{name}.npy")
+        shutil.rmtree(one)
+        print(f"  {name} written", file=sys.stderr)
+    marker.write_text(json.dumps(config))
+    return path
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--patients", type=int, default=6)
+    parser.add_argument("--slices", type=int, default=175)
+    parser.add_argument("--size", type=int, default=512)
+    parser.add_argument("--cohort", type=Path, default=Path(tempfile.gettempdir()) / "segkit-bench-convert")
+    parser.add_argument("--run", choices=sorted(RUNNERS), help=argparse.SUPPRESS)
+    parser.add_argument("--out", type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.run:  # child process
+        RUNNERS[args.run](args.cohort, args.out)
+        return
+
+    cohort = _ensure_cohort(args.cohort, args.patients, args.slices, args.size)
+    rois = args.patients
+    rows: list[tuple[str, float | None, float | None, tuple | None, str]] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        # segkit convert, the whole command
+        store = tmp / "s.zarr"
+        segkit = _segkit()
+        held_out = "1" if args.patients >= 3 else "0"
+        wall, rss, rc = _measure([segkit, "convert", str(cohort), str(store), "--masks", "rtstruct",
+                                  "--val-patients", held_out, "--test-patients", held_out])
+        rows.append(("segkit convert (all)", wall, rss, _score(_segkit_store_masks(store, cohort), cohort) if rc == 0
+                     else None, "images + masks + normalisation + Zarr store"))
+        # masks only: segkit, rt-utils
+        for name in ("segkit-masks", "rt-utils"):
+            out = tmp / name
+            out.mkdir()
+            if name == "rt-utils":
+                try:
+                    import rt_utils  # noqa: F401
+                except ImportError:
+                    rows.append((name, None, None, None, "not installed (pip install rt-utils)"))
+                    continue
+            wall, rss, rc = _measure([sys.executable, "-m", "benchmarks.convert", "--run", name,
+                                      "--cohort", str(cohort), "--out", str(out)])
+            masks = {p.stem: np.load(p) for p in sorted(out.glob("*.npy"))}
+            rows.append((name, wall, rss, _score(masks, cohort) if rc == 0 else None, "series read + RTSTRUCT → mask"))
+        # plastimatch, one process per patient
+        if shutil.which("plastimatch") is None:
+            rows.append(("plastimatch", None, None, None, "not installed (apt-get install plastimatch)"))
+        else:
+            import nrrd
+
+            total, peak, masks, ok = 0.0, 0.0, {}, True
+            for folder in sorted(cohort.glob("patient-*")):
+                out = tmp / "plastimatch" / folder.name
+                wall, rss, rc = _measure(["plastimatch", "convert", "--input", str(next((folder / "RTSTRUCT").iterdir())),
+                                          "--referenced-ct", str(folder / "MR"), "--output-prefix", str(out),
+                                          "--prefix-format", "nrrd"])
+                total, peak, ok = total + wall, max(peak, rss), ok and rc == 0
+                if rc == 0:
+                    data, _ = nrrd.read(str(out / "GTV.nrrd"))
+                    masks[folder.name] = data.transpose(2, 1, 0).astype(bool)
+            rows.append(("plastimatch", total, peak, _score(masks, cohort) if ok else None,
+                         "series read + RTSTRUCT → mask (one process per patient)"))
+
+    reference = next(r[1] for r in rows if r[0] == "segkit-masks")
+    print(f"\n{args.patients} patients × {args.slices} slices of {args.size}², 1 ROI each "
+          f"(python -m benchmarks.convert --patients {args.patients} --slices {args.slices} --size {args.size})\n")
+    print(f"{'tool':<22} {'total s':>8} {'s/ROI':>7} {'× segkit':>9} {'peak MiB':>9} {'Dice mean':>10} "
+          f"{'Dice min':>9} {'exact':>6}  note")
+    for name, wall, rss, score, note in rows:
+        if wall is None:
+            print(f"{name:<22} {'—':>8} {'—':>7} {'—':>9} {'—':>9} {'—':>10} {'—':>9} {'—':>6}  {note}")
+            continue
+        dice_mean, dice_min, exact = score if score else (float("nan"), float("nan"), 0)
+        print(f"{name:<22} {wall:8.2f} {wall / rois:7.3f} {wall / reference:9.2f} {rss:9.0f} {dice_mean:10.4f} "
+              f"{dice_min:9.4f} {exact:>3}/{rois}  {note}")
+
+
+if __name__ == "__main__":
+    main()

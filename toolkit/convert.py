@@ -1,0 +1,490 @@
+"""``segkit convert``: DICOM images + RTSTRUCT/SEG → the segkit slice store.
+
+One pass over headers plans everything — which RTSTRUCT/SEG belongs to which
+series, each series' geometry, the ROIs that match, the patient split, the
+output matrix — so every problem that headers can reveal stops the run before
+a pixel is read.  Then one series at a time (optionally in worker processes,
+results taken in plan order) is read, its masks rasterised, its intensities
+normalised and resampled, and its slices streamed into a
+:class:`~segkit.store.StoreWriter`, which only renames the store into place
+when it is complete.
+
+Pseudonyms: the store names patients by their PatientID when the input is
+marked de-identified (PatientIdentityRemoved = YES, as ``segkit anonymize``
+writes it — the ID is then a pseudonym); otherwise by ``patient-01``, ``patient-02``
+… in PatientID order, and no identifier of the input reaches the store or the log.
+Series are ``<patient>-s<n>``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from collections import defaultdict
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from segkit.dicomio import Instance, Scan, read_header, scan_folder
+from segkit.errors import GeometryError, InputError, OutputExistsError, UsageError
+from segkit.intensity import normalise_volume
+from segkit.provenance import digest_files, provenance_step
+from segkit.resample import resample_image, resample_mask, resampled_spacing
+from segkit.roi import DEFAULT_ROI_PATTERNS, RoiReport, RoiSelector
+from segkit.rtstruct import rtstruct_frame_of_reference, rtstruct_masks, rtstruct_referenced_instances, rtstruct_rois
+from segkit.segmask import seg_masks, seg_referenced_instances, seg_segments
+from segkit.split import assign_split
+from segkit._version import __version__
+from segkit.store import StoreWriter, open_store
+from segkit.volume import Volume, read_volume, volume_geometry
+
+__all__ = ["MASK_SOURCES", "ConvertOptions", "ConvertReport", "convert"]
+
+log = logging.getLogger(__name__)
+
+MASK_SOURCES = ("auto", "rtstruct", "seg")
+#: Below this Dice between a series' SEG and RTSTRUCT masks, convert warns.
+AGREEMENT_WARNING = 0.95
+
+
+@dataclass(frozen=True)
+class ConvertOptions:
+    """Parameters of a conversion (recorded verbatim in the provenance step).
+
+    Attributes
+    ----------
+    roi:
+        Case-insensitive regular expressions on ROI / segment names; empty = the defaults.
+    size:
+        Resample every slice to ``size×size``; ``None`` keeps the native matrix
+        (which every series must then share).
+    val_patients, test_patients:
+        Patients assigned to validation and test; the rest train.
+    seed:
+        Seed of the patient split.
+    masks:
+        ``auto`` (SEG where a series has one, else RTSTRUCT; both → cross-checked),
+        ``rtstruct`` or ``seg``.
+    allow_uneven:
+        Accept series with uneven slice spacing.
+    lenient:
+        Turn contour problems (on no slice, not planar) and an RTSTRUCT frame of
+        reference that differs from the series it references into warnings.
+    seg_threshold:
+        FRACTIONAL SEG values ``>=`` this are inside.
+    """
+
+    roi: tuple[str, ...] = ()
+    size: int | None = None
+    val_patients: int = 1
+    test_patients: int = 1
+    seed: int = 0
+    masks: str = "auto"
+    allow_uneven: bool = False
+    lenient: bool = False
+    seg_threshold: float = 0.5
+
+    def parameters(self) -> dict[str, Any]:
+        return {
+            "roi": list(self.roi or DEFAULT_ROI_PATTERNS), "size": self.size, "val_patients": self.val_patients,
+            "test_patients": self.test_patients, "seed": self.seed, "masks": self.masks,
+            "allow_uneven": self.allow_uneven, "lenient": self.lenient, "seg_threshold": self.seg_threshold,
+        }
+
+
+@dataclass
+class _Plan:
+    """One series to convert."""
+
+    where: str  # folder relative to the input, for messages
+    patient_id: str  # stays in this process; never logged
+    patient: str = ""
+    series: str = ""
+    image_paths: list[Path] = field(default_factory=list)
+    rtstructs: list[Path] = field(default_factory=list)
+    segs: list[Path] = field(default_factory=list)
+    geometry: Volume | None = None
+    sort_key: tuple = ()
+
+
+@dataclass(frozen=True)
+class _Task:
+    """What a worker needs to convert one series (picklable, no headers)."""
+
+    where: str
+    image_paths: tuple[Path, ...]
+    rtstructs: tuple[tuple[Path, str], ...]
+    segs: tuple[tuple[Path, str], ...]
+    source: str  # rtstruct | seg
+    roi: tuple[str, ...]
+    size: int | None
+    allow_uneven: bool
+    lenient: bool
+    seg_threshold: float
+
+
+@dataclass
+class _Result:
+    image: np.ndarray
+    mask: np.ndarray
+    positions: np.ndarray
+    normalisation: dict[str, Any]
+    spacing: list[float]
+    native: dict[str, Any]
+    rois: list[tuple[str, bool, bool]]
+    agreement: float | None
+
+
+@dataclass
+class ConvertReport:
+    """What :func:`convert` wrote."""
+
+    store: Path
+    patients: int
+    series: int
+    slices: int
+    tumour_slices: int
+    split: dict[str, str]
+    rois: RoiReport
+    skipped_series: int
+
+    def summary(self) -> str:
+        counts = defaultdict(int)
+        for part in self.split.values():
+            counts[part] += 1
+        lines = [
+            f"wrote {self.store}: {self.slices} slices ({self.tumour_slices} with tumour) from {self.series} series "
+            f"of {self.patients} patients; split train/val/test = {counts['train']}/{counts['val']}/{counts['test']} patients",
+            *self.rois.lines(),
+        ]
+        if self.skipped_series:
+            lines.append(f"  {self.skipped_series} image series without a matching RTSTRUCT/SEG were left out")
+        return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------- planning
+def _best_series(refs: set[str], frames: set[str], plans: dict[str, _Plan], what: str) -> str:
+    """The series an RTSTRUCT/SEG belongs to: most referenced instances, else the only one in its frame."""
+    overlap = {uid: len(refs & set(p.geometry.sop_instance_uids)) for uid, p in plans.items()}
+    best = max(overlap.values(), default=0)
+    if best:
+        winners = [uid for uid, n in overlap.items() if n == best]
+        if len(winners) > 1:
+            raise GeometryError(what, f"references {len(winners)} series equally; cannot tell which it belongs to")
+        return winners[0]
+    in_frame = [uid for uid, p in plans.items() if p.geometry.frame_of_reference in frames]
+    if len(in_frame) == 1:
+        return in_frame[0]
+    if len(in_frame) > 1:
+        raise GeometryError(what, f"references no image in the input and its frame of reference holds "
+                                  f"{len(in_frame)} series; cannot tell which it belongs to")
+    raise GeometryError(what, "references no image in the input and its frame of reference matches no series "
+                              "(is its image series missing?)")
+
+
+def _plan(scan: Scan, options: ConvertOptions, select: RoiSelector) -> tuple[list[_Plan], RoiReport, int]:
+    plans: dict[str, _Plan] = {}
+    for uid, instances in sorted(scan.images.items(), key=lambda kv: sorted(i.path for i in kv[1])[0]):
+        paths = sorted(i.path for i in instances)
+        where = scan.label(paths[0].parent)
+        geometry, _ = volume_geometry(instances, where, allow_uneven=options.allow_uneven)
+        header = instances[0].header
+        plans[uid] = _Plan(where=where, patient_id=str(header.get("PatientID", "")), image_paths=paths,
+                           geometry=geometry,
+                           sort_key=(int(header.get("SeriesNumber", 0) or 0), uid))
+    report = RoiReport()
+    if not plans:
+        raise InputError(str(scan.root), "holds no image series (only RTSTRUCT/SEG objects)")
+    for inst in scan.rtstructs:
+        what = scan.label(inst.path)
+        uid = _best_series(rtstruct_referenced_instances(inst.header), rtstruct_frame_of_reference(inst.header),
+                           plans, what)
+        plans[uid].rtstructs.append(inst.path)
+    for inst in scan.segs:
+        what = scan.label(inst.path)
+        frame = {str(inst.header.get("FrameOfReferenceUID", ""))}
+        uid = _best_series(seg_referenced_instances(inst.header), frame, plans, what)
+        plans[uid].segs.append(inst.path)
+    chosen: list[_Plan] = []
+    skipped = 0
+    headers = {i.path: i.header for i in [*scan.rtstructs, *scan.segs]}
+    for plan in plans.values():
+        names = [r.name for p in plan.rtstructs for r in rtstruct_rois(headers[p])] if options.masks != "seg" else []
+        labels = [n for p in plan.segs for n in seg_segments(headers[p]).values()] if options.masks != "rtstruct" else []
+        usable_rt = any(select(n) for n in names)
+        usable_seg = any(select(n) for n in labels)
+        if not (usable_rt or usable_seg):
+            skipped += 1
+            for name in sorted(set(names) | set(labels)):
+                report.add(name, False, False)
+            if plan.rtstructs or plan.segs:
+                log.warning("warning: series %s: no ROI/segment matches --roi; left out", plan.where)
+            else:
+                log.warning("warning: series %s: no RTSTRUCT or SEG references it; left out", plan.where)
+            continue
+        if not usable_rt:
+            plan.rtstructs = []
+        if not usable_seg:
+            plan.segs = []
+        chosen.append(plan)
+    if not chosen:
+        seen = ", ".join(sorted(report.seen)) or "none"
+        source = {"auto": "an RTSTRUCT or SEG", "rtstruct": "an RTSTRUCT (--masks rtstruct)",
+                  "seg": "a SEG (--masks seg)"}[options.masks]
+        raise InputError(str(scan.root), f"no image series has {source} structure matching --roi (ROIs seen: {seen})")
+    return chosen, report, skipped
+
+
+def _assign_pseudonyms(plans: list[_Plan], scan: Scan) -> None:
+    deidentified = all(
+        str(scan.images[p.geometry.series_uid][0].header.get("PatientIdentityRemoved", "")).upper() == "YES"
+        and p.patient_id for p in plans
+    )
+    ids = sorted({p.patient_id for p in plans})
+    if deidentified:
+        names = {pid: pid for pid in ids}
+    else:
+        log.warning("warning: input is not marked de-identified (PatientIdentityRemoved is not YES): the store names "
+                    "patients patient-01 … instead of their IDs; run segkit anonymize before data leaves the enclave")
+        names = {pid: f"patient-{i + 1:02d}" for i, pid in enumerate(ids)}
+    per_patient: dict[str, list[_Plan]] = defaultdict(list)
+    for plan in plans:
+        plan.patient = names[plan.patient_id]
+        per_patient[plan.patient].append(plan)
+    for patient, group in per_patient.items():
+        for n, plan in enumerate(sorted(group, key=lambda p: p.sort_key)):
+            plan.series = f"{patient}-s{n + 1}"
+    plans.sort(key=lambda p: (p.patient, p.series))
+
+
+# --------------------------------------------------------------------------- one series
+def _dice(a: np.ndarray, b: np.ndarray) -> float:
+    total = int(a.sum()) + int(b.sum())
+    return 1.0 if total == 0 else 2.0 * int(np.logical_and(a, b).sum()) / total
+
+
+def _convert_series(task: _Task) -> _Result:
+    """Read one series and its masks; normalise and resample (runs in a worker)."""
+    from pydicom import dcmread
+
+    instances = [Instance(p, read_header(p)) for p in task.image_paths]
+    volume = read_volume(instances, task.where, allow_uneven=task.allow_uneven)
+    select = RoiSelector(task.roi)
+    rois: list[tuple[str, bool, bool]] = []
+
+    def merged(found: dict[str, np.ndarray], shape: tuple[int, int, int]) -> np.ndarray:
+        out = np.zeros(shape, dtype=bool)
+        for name, m in found.items():
+            out |= m
+            rois.append((name, True, not m.any()))
+        return out
+
+    size = task.size
+    shape = volume.shape if size is None else (volume.shape[0], size, size)
+    rt_mask = seg_mask = None
+    if task.rtstructs:
+        found: dict[str, np.ndarray] = {}
+        for path, what in task.rtstructs:
+            ds = dcmread(path)
+            for name, m in rtstruct_masks(ds, volume, select, strict=not task.lenient, label=what, size=size).items():
+                found[name] = found[name] | m if name in found else m
+            rois.extend((r.name, False, False) for r in rtstruct_rois(ds) if not select(r.name))
+        rt_mask = merged(found, shape)
+    if task.segs:
+        found = {}
+        for path, what in task.segs:
+            ds = dcmread(path)
+            for name, m in seg_masks(ds, volume, select, threshold=task.seg_threshold, label=what).items():
+                found[name] = found[name] | m if name in found else m
+            rois.extend((n, False, False) for n in seg_segments(ds).values() if not select(n))
+        seg_mask = merged(found, volume.shape)
+        if size is not None:
+            seg_mask = resample_mask(seg_mask, size)
+    mask = seg_mask if task.source == "seg" else rt_mask
+    agreement = None
+    if seg_mask is not None and rt_mask is not None:
+        agreement = _dice(seg_mask, rt_mask)
+        if agreement < AGREEMENT_WARNING:
+            log.warning("warning: series %s: its SEG and RTSTRUCT agree poorly (Dice %.3f); using the SEG",
+                        task.where, agreement)
+    image, normalisation = normalise_volume(volume.array)
+    if size is not None:
+        image = resample_image(image, size)
+    dy, dx = volume.pixel_spacing if size is None else resampled_spacing(volume.pixel_spacing, volume.matrix, size)
+    native = {"matrix": list(volume.matrix), "pixel_spacing": list(volume.pixel_spacing),
+              "slice_spacing": volume.slice_spacing, "slices": volume.shape[0],
+              "modality": str(instances[0].header.get("Modality", "")), "mask_source": task.source.upper()}
+    return _Result(image=image, mask=mask.astype(np.uint8), positions=volume.positions, normalisation=normalisation,
+                   spacing=[volume.slice_spacing, dy, dx], native=native, rois=rois, agreement=agreement)
+
+
+def _worker_logging(level: int) -> None:
+    """Send a worker's warnings to stderr like the parent's (spawned workers start unconfigured)."""
+    import sys
+
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    logger = logging.getLogger("segkit")
+    logger.handlers[:] = [handler]
+    logger.setLevel(level)
+    logger.propagate = False
+
+
+def _results(tasks: Sequence[_Task], workers: int) -> Iterator[_Result]:
+    """Convert series in plan order; with workers, at most ``workers`` volumes are in flight."""
+    if workers <= 1 or len(tasks) <= 1:
+        for task in tasks:
+            yield _convert_series(task)
+        return
+    import multiprocessing
+
+    level = logging.getLogger("segkit").getEffectiveLevel()
+    with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
+                             initializer=_worker_logging, initargs=(level,)) as pool:
+        pending: list[Future] = []
+        queue = iter(tasks)
+        for task in queue:
+            pending.append(pool.submit(_convert_series, task))
+            if len(pending) >= workers:
+                break
+        while pending:
+            result = pending.pop(0).result()
+            nxt = next(queue, None)
+            if nxt is not None:
+                pending.append(pool.submit(_convert_series, nxt))
+            yield result
+
+
+# --------------------------------------------------------------------------- entry point
+def convert(
+    in_dir: str | os.PathLike[str],
+    out: str | os.PathLike[str],
+    options: ConvertOptions = ConvertOptions(),
+    *,
+    workers: int = 1,
+    overwrite: bool = False,
+    progress: bool = False,
+) -> ConvertReport:
+    """Convert a folder of DICOM studies into a segkit slice store.
+
+    Parameters
+    ----------
+    in_dir:
+        Folder scanned recursively for image series, RTSTRUCTs and SEGs.
+    out:
+        The ``*.zarr`` store to write (atomically).
+    options:
+        See :class:`ConvertOptions`.
+    workers:
+        Worker processes reading series in parallel (the output does not depend on it).
+    overwrite:
+        Replace ``out`` if it exists.
+    progress:
+        Show progress bars on stderr.
+
+    Raises
+    ------
+    SegkitError
+        Any input problem (see the issue's list), always before anything is left at ``out``.
+    """
+    out = Path(out)
+    if options.masks not in MASK_SOURCES:
+        raise UsageError("--masks", f"must be one of {', '.join(MASK_SOURCES)}")
+    if options.size is not None and options.size < 1:
+        raise UsageError("--size", "must be a positive number of pixels")
+    if out.exists() and not overwrite:
+        raise OutputExistsError(str(out), "already exists; choose another path or pass --force")
+    select = RoiSelector(options.roi)
+    scan = scan_folder(in_dir, progress=progress)
+    plans, report, skipped = _plan(scan, options, select)
+    _assign_pseudonyms(plans, scan)
+    split = assign_split({p.patient for p in plans}, val=options.val_patients, test=options.test_patients,
+                         seed=options.seed)
+    matrices = sorted({p.geometry.matrix for p in plans})
+    if options.size is None and len(matrices) > 1:
+        shown = ", ".join(f"{r}x{c}" for r, c in matrices)
+        raise UsageError("--size", f"the series have different matrices ({shown}); pass --size N to resample "
+                                   f"every slice to NxN")
+    size = (options.size, options.size) if options.size is not None else matrices[0]
+    tasks = [
+        _Task(where=p.where, image_paths=tuple(p.image_paths),
+              rtstructs=tuple((r, scan.label(r)) for r in p.rtstructs),
+              segs=tuple((s, scan.label(s)) for s in p.segs),
+              source="seg" if p.segs and options.masks != "rtstruct" else "rtstruct",
+              roi=tuple(options.roi), size=options.size, allow_uneven=options.allow_uneven,
+              lenient=options.lenient, seg_threshold=options.seg_threshold)
+        for p in plans
+    ]
+    input_digest = digest_files(scan.files)
+    step = provenance_step("convert", options.parameters(), input_digest=input_digest,
+                           input_files=len(scan.files), seed=options.seed)
+    # same inputs + options + segkit version ⇒ an interrupted run continues where it stopped
+    resume_key = hashlib.sha256(json.dumps({"parameters": options.parameters(), "input": input_digest,
+                                            "size": list(size), "segkit": __version__},
+                                           sort_keys=True).encode()).hexdigest()
+    lengths = [p.geometry.shape[0] for p in plans]
+    bar = _progress(sum(lengths), progress)
+    try:
+        with StoreWriter(out, size, provenance=[step], overwrite=overwrite, resume_key=resume_key) as writer:
+            done = writer.resumed
+            if done:
+                log.info("resuming an interrupted run: %d of %d slices were already written", done, sum(lengths))
+                bar(done)
+            todo, first = [], 0
+            for plan, task, n in zip(plans, tasks, lengths):
+                if first + n > done:
+                    todo.append((plan, task, max(0, done - first)))  # skip the rows already in the store
+                first += n
+            for (plan, _, skip), result in zip(todo, _results([task for _, task, _ in todo], workers)):
+                n = result.image.shape[0]
+                writer.append(result.image[skip:], result.mask[skip:], patient=plan.patient, series=plan.series,
+                              split=split[plan.patient], index=np.arange(skip, n, dtype=np.int32),
+                              position=result.positions[skip:])
+                writer.attrs.setdefault("spacing", {})[plan.series] = result.spacing
+                writer.attrs.setdefault("normalisation", {})[plan.series] = result.normalisation
+                writer.attrs.setdefault("series", {})[plan.series] = _series_info(plan, result)
+                bar(n - skip)
+            for info in writer.attrs["series"].values():
+                for name, state in sorted(info["rois"].items()):
+                    report.add(name, state != "not matched", state == "empty")
+            writer.attrs["rois"] = report.as_dict()
+    finally:
+        bar(None)
+    tumour = int(open_store(out).table["has_tumour"].sum())
+    return ConvertReport(store=out, patients=len(split), series=len(plans), slices=writer.count,
+                         tumour_slices=tumour, split=split, rois=report, skipped_series=skipped)
+
+
+def _series_info(plan: _Plan, result: _Result) -> dict[str, Any]:
+    """What the store records about one source series (no identifiers)."""
+    rank = {"not matched": 0, "empty": 1, "matched": 2}
+    rois: dict[str, str] = {}
+    for name, matched, empty in result.rois:  # a name may come from both the RTSTRUCT and the SEG
+        state = "not matched" if not matched else "empty" if empty else "matched"
+        rois[name] = max(rois.get(name, state), state, key=rank.__getitem__)
+    info = {"patient": plan.patient, **result.native, "rois": dict(sorted(rois.items()))}
+    if result.agreement is not None:
+        info["seg_rtstruct_dice"] = round(result.agreement, 6)
+    return info
+
+
+def _progress(total: int, enabled: bool) -> Callable[[int | None], None]:
+    if not enabled:
+        return lambda n: None
+    from tqdm import tqdm
+
+    bar = tqdm(total=total, desc="convert", unit="slice", leave=False)
+
+    def update(n: int | None) -> None:
+        if n is None:
+            bar.close()
+        else:
+            bar.update(n)
+
+    return update

@@ -1,0 +1,242 @@
+"""A DICOM image series as a ``(z, y, x)`` array plus its geometry.
+
+Geometry contract (DESIGN.md, "Series and geometry"): slices are ordered by
+their position along the normal (never by InstanceNumber or file name); missing
+slices, uneven spacing, mixed orientations, mixed frames of reference, mixed
+matrices and sheared stacks are errors naming the series; rescale slope and
+intercept are applied.
+
+Index convention: a voxel is ``array[k, row, column]``; in *index coordinates*
+``(column, row, k)`` the centre of that voxel is at integers, and
+``patient = origin + column·Δx·row_dir + row·Δy·col_dir + k·Δz·normal``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from segkit.dicomio import Instance, read_dataset
+from segkit.errors import DicomError, GeometryError
+
+__all__ = ["Volume", "read_volume", "volume_geometry"]
+
+ORIENTATION_TOLERANCE = 1e-4
+#: Relative tolerance on slice spacing (and absolute floor, mm) before spacing counts as uneven.
+SPACING_RTOL, SPACING_ATOL = 0.01, 0.01
+
+
+@dataclass(frozen=True)
+class Volume:
+    """An image series: pixels and geometry.
+
+    Attributes
+    ----------
+    array:
+        ``(z, y, x)`` float32, rescale slope/intercept applied; ``None`` for a
+        geometry-only volume.
+    origin:
+        ImagePositionPatient of the first slice (lowest along the normal), mm.
+    row_dir, col_dir, normal:
+        Unit vectors: along a row (increasing column), down a column
+        (increasing row), and ``row_dir × col_dir``.
+    pixel_spacing:
+        ``(Δy, Δx)`` mm — DICOM PixelSpacing (between rows, between columns).
+    slice_spacing:
+        ``Δz`` mm between consecutive slices.
+    positions:
+        Each slice's position along the normal, mm, ascending.
+    sop_instance_uids:
+        Each slice's SOPInstanceUID, in slice order.
+    frame_of_reference, series_uid:
+        FrameOfReferenceUID and SeriesInstanceUID.
+    label:
+        How messages name the series (a path relative to the input; no PHI).
+    """
+
+    array: np.ndarray | None
+    origin: np.ndarray
+    row_dir: np.ndarray
+    col_dir: np.ndarray
+    normal: np.ndarray
+    pixel_spacing: tuple[float, float]
+    slice_spacing: float
+    positions: np.ndarray
+    sop_instance_uids: tuple[str, ...]
+    frame_of_reference: str
+    series_uid: str
+    label: str
+    matrix: tuple[int, int]
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        """``(z, y, x)``."""
+        return (len(self.positions), self.rows, self.columns)
+
+    @property
+    def rows(self) -> int:
+        return self.matrix[0]
+
+    @property
+    def columns(self) -> int:
+        return self.matrix[1]
+
+    @property
+    def affine(self) -> np.ndarray:
+        """4×4 matrix mapping index coordinates ``(column, row, k, 1)`` to patient mm."""
+        dy, dx = self.pixel_spacing
+        m = np.eye(4)
+        m[:3, 0] = self.row_dir * dx
+        m[:3, 1] = self.col_dir * dy
+        m[:3, 2] = self.normal * self.slice_spacing
+        m[:3, 3] = self.origin
+        return m
+
+    def to_index(self, points: np.ndarray) -> np.ndarray:
+        """Map patient mm ``(n, 3)`` to index coordinates ``(column, row, k)`` (floats)."""
+        points = np.asarray(points, dtype=np.float64).reshape(-1, 3)
+        rel = points - self.origin
+        dy, dx = self.pixel_spacing
+        return np.stack([rel @ self.row_dir / dx, rel @ self.col_dir / dy, rel @ self.normal / self.slice_spacing],
+                        axis=1)
+
+    def slice_of(self, sop_instance_uid: str) -> int | None:
+        """Slice index of an instance of this series, or ``None``."""
+        try:
+            return self.sop_instance_uids.index(sop_instance_uid)
+        except ValueError:
+            return None
+
+
+def _vec(value: Sequence[float] | None, n: int, what: str, label: str) -> np.ndarray:
+    if value is None or len(value) != n:
+        raise GeometryError(f"series {label}", f"has no valid {what}")
+    return np.asarray([float(v) for v in value], dtype=np.float64)
+
+
+def volume_geometry(instances: Sequence[Instance], label: str, *, allow_uneven: bool = False) -> tuple[Volume, list[int]]:
+    """Check a series' geometry from headers and order its slices.
+
+    Returns
+    -------
+    (Volume, order)
+        A geometry-only volume (``array is None``) and the indices of
+        ``instances`` in slice order.
+
+    Raises
+    ------
+    GeometryError
+        On mixed orientation / frame of reference / matrix / pixel spacing,
+        duplicate positions, a sheared stack, missing slices or (unless
+        ``allow_uneven``) uneven spacing.
+    """
+    what = f"series {label}"
+    if not instances:
+        raise GeometryError(what, "has no image")
+    headers = [inst.header for inst in instances]
+    first = headers[0]
+    orientation = _vec(first.get("ImageOrientationPatient"), 6, "ImageOrientationPatient", label)
+    for h in headers[1:]:
+        other = _vec(h.get("ImageOrientationPatient"), 6, "ImageOrientationPatient", label)
+        if np.max(np.abs(other - orientation)) > ORIENTATION_TOLERANCE:
+            raise GeometryError(what, "mixes slice orientations (ImageOrientationPatient differs between slices)")
+    frames = {str(h.get("FrameOfReferenceUID", "")) for h in headers}
+    if len(frames) != 1:
+        raise GeometryError(what, "mixes frames of reference (FrameOfReferenceUID differs between slices)")
+    frame = frames.pop()
+    matrices = {(int(h.Rows), int(h.Columns)) for h in headers}
+    if len(matrices) != 1:
+        raise GeometryError(what, f"mixes matrix sizes {sorted(matrices)}")
+    spacings = {tuple(round(float(v), 6) for v in h.get("PixelSpacing", ()) or ()) for h in headers}
+    if len(spacings) != 1 or len(next(iter(spacings))) != 2:
+        raise GeometryError(what, "has missing or mixed PixelSpacing")
+    dy, dx = next(iter(spacings))
+    row_dir, col_dir = orientation[:3], orientation[3:]
+    row_dir, col_dir = row_dir / np.linalg.norm(row_dir), col_dir / np.linalg.norm(col_dir)
+    if abs(float(row_dir @ col_dir)) > 1e-3:
+        raise GeometryError(what, "has ImageOrientationPatient rows and columns that are not perpendicular")
+    normal = np.cross(row_dir, col_dir)
+    ipp = np.stack([_vec(h.get("ImagePositionPatient"), 3, "ImagePositionPatient", label) for h in headers])
+    along = ipp @ normal
+    order = np.argsort(along, kind="stable")
+    along, ipp = along[order], ipp[order]
+    if len(along) > 1 and np.min(np.diff(along)) < SPACING_ATOL:
+        raise GeometryError(what, "has two slices at the same position (several echoes, phases or a duplicate?)")
+    # every slice must sit on the first one's normal line (no gantry tilt / shear)
+    rel = ipp - ipp[0]
+    inplane = rel - np.outer(rel @ normal, normal)
+    if len(ipp) > 1 and np.max(np.linalg.norm(inplane, axis=1)) > 0.1 * min(dx, dy):
+        raise GeometryError(what, "has slices shifted within their plane (sheared stack or gantry tilt)")
+    if len(along) > 1:
+        steps = np.diff(along)
+        spacing = float(np.median(steps))
+        tol = max(SPACING_ATOL, SPACING_RTOL * spacing)
+        if np.max(np.abs(steps - spacing)) > tol and not allow_uneven:
+            multiple = np.round(steps / spacing)
+            gaps = np.flatnonzero((np.abs(steps - multiple * spacing) <= tol) & (multiple >= 2))
+            if len(gaps):
+                g = int(gaps[0])
+                raise GeometryError(what, f"is missing {int(multiple[g]) - 1} slice(s) after slice {g} "
+                                          f"(gap {steps[g]:.3g} mm, spacing {spacing:.3g} mm)")
+            raise GeometryError(what, f"has uneven slice spacing ({steps.min():.3g} to {steps.max():.3g} mm)")
+        if allow_uneven:
+            spacing = float(np.mean(steps)) if np.max(np.abs(steps - spacing)) > tol else spacing
+    else:
+        spacing = float(first.get("SpacingBetweenSlices") or first.get("SliceThickness") or 1.0)
+    volume = Volume(
+        array=None,
+        origin=ipp[0],
+        row_dir=row_dir,
+        col_dir=col_dir,
+        normal=normal,
+        pixel_spacing=(float(dy), float(dx)),
+        slice_spacing=spacing,
+        positions=along,
+        sop_instance_uids=tuple(str(headers[i].SOPInstanceUID) for i in order),
+        frame_of_reference=frame,
+        series_uid=str(first.get("SeriesInstanceUID", "")),
+        label=label,
+        matrix=next(iter(matrices)),
+    )
+    return volume, [int(i) for i in order]
+
+
+def read_volume(instances: Sequence[Instance], label: str, *, allow_uneven: bool = False) -> Volume:
+    """Read an image series (one file per slice) into a :class:`Volume`.
+
+    Parameters
+    ----------
+    instances:
+        The series' files (any order).
+    label:
+        How messages name the series (no PHI).
+    allow_uneven:
+        Accept uneven slice spacing (positions are still exact; ``slice_spacing``
+        is then the mean).
+
+    Raises
+    ------
+    GeometryError
+        See :func:`volume_geometry`.
+    DicomError
+        If a file is truncated or has no pixel data.
+    """
+    from pydicom.pixels import apply_rescale
+
+    volume, order = volume_geometry(instances, label, allow_uneven=allow_uneven)
+    array = np.empty(volume.shape, dtype=np.float32)
+    for k, i in enumerate(order):
+        path = instances[i].path
+        ds = read_dataset(path)
+        if "PixelData" not in ds:
+            raise DicomError(str(path), "has no pixel data")
+        try:
+            pixels = ds.pixel_array
+        except Exception as exc:  # noqa: BLE001 - pydicom raises many types for bad pixel data
+            raise DicomError(str(path), f"has unreadable pixel data ({type(exc).__name__}); is it truncated?") from None
+        if pixels.shape != volume.shape[1:]:
+            raise DicomError(str(path), f"has pixel data of shape {pixels.shape}, expected {volume.shape[1:]}")
+        array[k] = apply_rescale(pixels, ds)
+    return replace(volume, array=array)
