@@ -138,6 +138,23 @@ def store_cases(store: Store, split: str, predict: Callable[[np.ndarray], np.nda
     return cases
 
 
+def _lineage(run: RunInfo, store: Store) -> list[dict[str, Any]]:
+    """The steps behind the scores: the run's provenance (its store's steps and its train steps) when it
+    follows the provenance schema, else the evaluated store's."""
+    import jsonschema
+
+    from segkit.schemas import validate
+
+    if run.steps:
+        try:
+            validate(run.steps, "provenance")
+            return [dict(s) for s in run.steps]
+        except jsonschema.ValidationError:
+            log.info("run %s: provenance.json does not follow the provenance schema; recording the store's",
+                     run.run_id)
+    return store.provenance
+
+
 def _scores_digest(summary: dict[str, Any]) -> str:
     text = json.dumps(summary, sort_keys=True, separators=(",", ":"), allow_nan=False)
     return "sha256:" + hashlib.sha256(text.encode("utf-8")).hexdigest()
@@ -222,7 +239,7 @@ def evaluate_run(
         run={"id": run.run_id, "dir": str(run.path), "model": run.variant, "params": predictor.params,
              "epochs": run.epochs, "checkpoint": predictor.checkpoint},
         store={"path": str(opened.path), "digest": store_digest},
-        provenance=[*opened.provenance, finish_step(step, _scores_digest(evaluation.summary()))],
+        provenance=[*_lineage(run, opened), finish_step(step, _scores_digest(evaluation.summary()))],
         overlays=overlays, overwrite=overwrite,
     )
     if compare_runs:

@@ -2,7 +2,7 @@
 
 A run directory (written by ``segkit train``, see :mod:`segkit.train.fit`) holds
 ``config.yaml`` (the resolved configuration), ``provenance.json``
-(``{"steps": [...the training store's steps..., the train step]}``),
+(the training store's provenance steps followed by one ``train`` step per invocation),
 ``history.csv`` and ``best.weights.h5``.  Evaluation and prediction need from it:
 the model variant and input size, how many epochs it trained, which store (and
 so which patients) it learnt from, and how that store was preprocessed.
@@ -80,15 +80,22 @@ class RunInfo:
 
     @property
     def training_patients(self) -> set[str] | None:
-        """Patients whose slices trained the run, when the run records them (else ``None``)."""
+        """Patients whose slices trained the run, when the run records them (else ``None``).
+
+        Read from the train step's ``parameters`` (or ``input``): ``patients: {"train": [...]}``
+        or ``split: {patient: split}``.
+        """
         step = self.train_step or {}
-        record = step.get("input", {}) if isinstance(step.get("input"), Mapping) else {}
-        patients = record.get("patients")
-        if isinstance(patients, Mapping) and isinstance(patients.get("train"), Sequence):
-            return {str(p) for p in patients["train"]}
-        split = record.get("split")
-        if isinstance(split, Mapping):
-            return {str(p) for p, s in split.items() if s == "train"}
+        for key in ("parameters", "input"):
+            record = step.get(key)
+            if not isinstance(record, Mapping):
+                continue
+            patients = record.get("patients")
+            if isinstance(patients, Mapping) and isinstance(patients.get("train"), Sequence):
+                return {str(p) for p in patients["train"]}
+            split = record.get("split")
+            if isinstance(split, Mapping):
+                return {str(p) for p, s in split.items() if s == "train"}
         return None
 
     @property
@@ -117,9 +124,10 @@ class RunInfo:
 
 def _epochs(path: Path, steps: list[dict[str, Any]]) -> int | None:
     for step in reversed(steps):
-        done = (step.get("result") or {}).get("epochs_done") if isinstance(step.get("result"), Mapping) else None
-        if isinstance(done, int):
-            return done
+        parameters = step.get("parameters") if isinstance(step.get("parameters"), Mapping) else {}
+        for result in (step.get("result"), parameters.get("result")):
+            if isinstance(result, Mapping) and isinstance(result.get("epochs_done"), int):
+                return int(result["epochs_done"])
     history = path / "history.csv"
     if history.is_file():
         with history.open(newline="", encoding="utf-8") as fh:
@@ -147,6 +155,6 @@ def read_run(run_dir: str | Path) -> RunInfo:
         prov = json.loads(prov_path.read_text("utf-8")) if prov_path.is_file() else {}
     except (OSError, ValueError, yaml.YAMLError) as exc:
         raise InputError(str(path), f"has an unreadable config.yaml or provenance.json ({type(exc).__name__})") from None
-    steps = prov.get("steps", prov) if isinstance(prov, (Mapping, list)) else []
-    steps = [dict(s) for s in steps] if isinstance(steps, list) else []
+    steps = prov.get("steps", []) if isinstance(prov, Mapping) else prov  # a list of steps, or {"steps": [...]}
+    steps = [dict(s) for s in steps if isinstance(s, Mapping)] if isinstance(steps, list) else []
     return RunInfo(path=path, config=dict(config), steps=steps, epochs=_epochs(path, steps))
