@@ -239,6 +239,15 @@ def test_existing_output_is_refused_unless_forced(tmp_path: Path) -> None:
     assert [p.name for p in tmp_path.iterdir()] == ["c"], "no temporary folders left behind"
 
 
+def test_a_file_in_the_way_is_never_replaced(tmp_path: Path) -> None:
+    target = tmp_path / "cohort"
+    target.write_text("not a folder")
+    with pytest.raises(OutputExistsError, match="is a file, not a folder"):
+        write_cohort(target, SynthConfig(patients=1, slices=4, size=32), overwrite=True)
+    assert target.read_text() == "not a folder"
+    assert [p.name for p in tmp_path.iterdir()] == ["cohort"]
+
+
 def test_invalid_config_is_a_usage_error() -> None:
     with pytest.raises(UsageError, match="--slices: must be at least 4"):
         SynthConfig(slices=2)

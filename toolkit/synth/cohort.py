@@ -91,6 +91,8 @@ def write_cohort(out: str | os.PathLike[str], config: SynthConfig = SynthConfig(
         If ``out`` exists and ``overwrite`` is false.
     """
     out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise OutputExistsError(str(out), "is a file, not a folder; choose another path")
     if out.exists() and not overwrite:
         raise OutputExistsError(str(out), "already exists; choose another folder or pass --force to replace it")
     out.parent.mkdir(parents=True, exist_ok=True)

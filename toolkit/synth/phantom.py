@@ -63,7 +63,11 @@ def _tumour_masks(rng: np.random.Generator, shape: tuple[int, int, int], brain_a
     drift = rng.normal(0, 0.35, harmonics.size)  # phase change per slice: the outline twists along z
     rot = rng.uniform(0, np.pi)
 
-    yy, xx = np.mgrid[0:ny, 0:nx].astype(float)
+    # Work on the tumour's bounding box only: the outline never reaches past it.
+    half = int(np.ceil(radius * (1 + amp.sum()) * max(aspect, 1 / aspect))) + 2
+    y0, y1 = max(0, int(cy) - half), min(ny, int(cy) + half + 2)
+    x0, x1 = max(0, int(cx) - half), min(nx, int(cx) + half + 2)
+    yy, xx = np.mgrid[y0:y1, x0:x1].astype(float)
     u = (xx - cx) * np.cos(rot) + (yy - cy) * np.sin(rot)
     v = -(xx - cx) * np.sin(rot) + (yy - cy) * np.cos(rot)
     theta = np.arctan2(v, u)
@@ -78,9 +82,9 @@ def _tumour_masks(rng: np.random.Generator, shape: tuple[int, int, int], brain_a
         profile = np.sqrt(1 - t * t)
         lobes = 1 + (amp[:, None, None] * np.cos(harmonics[:, None, None] * theta + (phase0 + drift * z)[:, None, None])).sum(0)
         outline = radius * profile * lobes
-        tumour[z] = rho <= outline
+        tumour[z, y0:y1, x0:x1] = rho <= outline
         if with_core and profile > 0.55:
-            core[z] = rho <= 0.42 * outline
+            core[z, y0:y1, x0:x1] = rho <= 0.42 * outline
     # The target is the enhancing tumour; the necrotic core is a hole in it.
     core &= ndimage.binary_erosion(tumour, structure=np.ones((1, 5, 5), bool))
     return tumour & ~core, core
@@ -89,6 +93,9 @@ def _tumour_masks(rng: np.random.Generator, shape: tuple[int, int, int], brain_a
 def make_phantom(rng: np.random.Generator, shape: tuple[int, int, int], weighting: str,
                  with_core: bool) -> Phantom:
     """Draw one patient's head phantom and tumour.
+
+    Works slice by slice on 2-D grids, so memory stays at a few volume-sized
+    arrays (uint16, bool, one float32 texture) even at 175 × 512².
 
     Parameters
     ----------
@@ -105,46 +112,49 @@ def make_phantom(rng: np.random.Generator, shape: tuple[int, int, int], weightin
         raise ValueError(f"weighting must be one of {sorted(TISSUE_INTENSITY)}, got {weighting!r}")
     tissue = TISSUE_INTENSITY[weighting]
     nz, ny, nx = shape
-    zz, yy, xx = np.mgrid[0:nz, 0:ny, 0:nx].astype(float)
+    yy, xx = np.mgrid[0:ny, 0:nx].astype(float)
     cx, cy = (nx - 1) / 2, (ny - 1) / 2
-    w = (zz - (nz - 1) / 2) / max(nz, 1)  # -0.5 … 0.5 through the stack
-    taper = np.sqrt(np.clip(1 - 0.9 * w**2, 0.2, 1))  # the head narrows away from the middle slice
+    theta = np.arctan2(yy - cy, xx - cx)
     head_a = nx * rng.uniform(0.40, 0.44)
     head_b = ny * rng.uniform(0.45, 0.48)
-    r_head = np.hypot((xx - cx) / (head_a * taper), (yy - cy) / (head_b * taper))
+    fold_phase = rng.uniform(0, 6.3, 2)
+    white_phase = rng.uniform(0, 6.3)
     # Cortex folds: a wobbly brain outline.
-    theta = np.arctan2(yy - cy, xx - cx)
-    folds = 1 + 0.025 * np.sin(9 * theta + rng.uniform(0, 6.3)) + 0.02 * np.sin(14 * theta + rng.uniform(0, 6.3))
-    r_brain = r_head / 0.86 * folds
-    r_white = r_head / 0.62 * (1 + 0.06 * np.sin(5 * theta + rng.uniform(0, 6.3) + 3 * w))
-    ventricle = (
-        np.hypot((np.abs(xx - cx) - nx * 0.06) / (nx * 0.045), (yy - cy + ny * 0.03) / (ny * 0.13 * (1 - 2 * np.abs(w))))
-        <= 1
-    )
-
-    image = np.zeros(shape, float)
-    image[r_head <= 1.0] = tissue["fat"]
-    image[r_head <= 0.95] = tissue["skull"]
-    image[r_brain <= 0.98] = tissue["csf"]
-    image[r_brain <= 0.95] = tissue["grey"]
-    image[r_white <= 1.0] = tissue["white"]
-    image[ventricle & (r_brain <= 0.9)] = tissue["csf"]
+    folds = 1 + 0.025 * np.sin(9 * theta + fold_phase[0]) + 0.02 * np.sin(14 * theta + fold_phase[1])
 
     brain_axes = (head_a * 0.80, head_b * 0.80)
     tumour, core = _tumour_masks(rng, shape, brain_axes, with_core)
-    rim = tumour & ~ndimage.binary_erosion(tumour, structure=np.ones((1, 3, 3), bool))
-    image[tumour] = tissue["tumour"]
-    image[rim] = tissue["tumour"] * (1.25 if weighting == "T1" else 0.9)  # enhancing / oedematous edge
-    image[core] = tissue["necrosis"]
-
-    # Tissue texture, a smooth receive-coil bias field, then Rician noise.
-    texture = ndimage.gaussian_filter(rng.standard_normal(shape), sigma=(0.8, 1.5, 1.5))
-    image *= 1 + 0.35 * texture * (image > 0)
-    u, v = (xx - cx) / nx, (yy - cy) / ny
+    texture = ndimage.gaussian_filter(rng.standard_normal(shape, dtype=np.float32), sigma=(0.8, 1.5, 1.5))
     c = rng.normal(0, 1, 5)
-    bias = 1 + 0.18 * (c[0] * u + c[1] * v) + 0.12 * (c[2] * u * v + c[3] * u**2 + c[4] * w)
-    image *= np.clip(bias, 0.6, 1.4)
     sigma = 0.025 * tissue["white"]
-    noisy = np.hypot(image + rng.normal(0, sigma, shape), rng.normal(0, sigma, shape))
-    pixels = np.clip(np.rint(noisy), 0, 4095).astype(np.uint16)
+    u, v = (xx - cx) / nx, (yy - cy) / ny
+
+    pixels = np.empty(shape, np.uint16)
+    for z in range(nz):
+        w = (z - (nz - 1) / 2) / max(nz, 1)  # -0.5 … 0.5 through the stack
+        taper = np.sqrt(np.clip(1 - 0.9 * w**2, 0.2, 1))  # the head narrows away from the middle slice
+        r_head = np.hypot((xx - cx) / (head_a * taper), (yy - cy) / (head_b * taper))
+        r_brain = r_head / 0.86 * folds
+        r_white = r_head / 0.62 * (1 + 0.06 * np.sin(5 * theta + white_phase + 3 * w))
+        ventricle = np.hypot((np.abs(xx - cx) - nx * 0.06) / (nx * 0.045),
+                             (yy - cy + ny * 0.03) / (ny * 0.13 * (1 - 2 * abs(w)))) <= 1
+
+        image = np.zeros((ny, nx), float)
+        image[r_head <= 1.0] = tissue["fat"]
+        image[r_head <= 0.95] = tissue["skull"]
+        image[r_brain <= 0.98] = tissue["csf"]
+        image[r_brain <= 0.95] = tissue["grey"]
+        image[r_white <= 1.0] = tissue["white"]
+        image[ventricle & (r_brain <= 0.9)] = tissue["csf"]
+        rim = tumour[z] & ~ndimage.binary_erosion(tumour[z], structure=np.ones((3, 3), bool))
+        image[tumour[z]] = tissue["tumour"]
+        image[rim] = tissue["tumour"] * (1.25 if weighting == "T1" else 0.9)  # enhancing / oedematous edge
+        image[core[z]] = tissue["necrosis"]
+
+        # Tissue texture, a smooth receive-coil bias field, then Rician noise.
+        image *= 1 + 0.35 * texture[z] * (image > 0)
+        bias = 1 + 0.18 * (c[0] * u + c[1] * v) + 0.12 * (c[2] * u * v + c[3] * u**2 + c[4] * w)
+        image *= np.clip(bias, 0.6, 1.4)
+        noisy = np.hypot(image + rng.normal(0, sigma, (ny, nx)), rng.normal(0, sigma, (ny, nx)))
+        pixels[z] = np.clip(np.rint(noisy), 0, 4095)
     return Phantom(image=pixels, tumour=tumour, core=core)
