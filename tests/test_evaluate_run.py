@@ -86,7 +86,7 @@ def _synth_folder_of(store_path: Path, patient: str, cohort: Path) -> Path:
     return cohort / matches[0].stem
 
 
-def _seg_mask(seg_path: Path, folder: Path) -> np.ndarray:
+def _seg_pixels(seg_path: Path, folder: Path) -> np.ndarray:
     """The SEG read back by highdicom, frames placed by SOP Instance UID on the slices ordered along the normal."""
     import highdicom as hd
     import pydicom
@@ -96,7 +96,11 @@ def _seg_mask(seg_path: Path, folder: Path) -> np.ndarray:
     source.sort(key=lambda ds: float(np.dot(np.asarray(ds.ImagePositionPatient, float), normal)))
     seg = hd.seg.segread(seg_path)
     return seg.get_pixels_by_source_instance([ds.SOPInstanceUID for ds in source], segment_numbers=[1],
-                                             combine_segments=False, skip_overlap_checks=True)[..., 0] > 0
+                                             combine_segments=False, skip_overlap_checks=True)[..., 0]
+
+
+def _seg_mask(seg_path: Path, folder: Path) -> np.ndarray:
+    return _seg_pixels(seg_path, folder) > 0
 
 
 def _dice(pred: np.ndarray, truth: np.ndarray) -> float:
@@ -262,3 +266,20 @@ def test_evaluate_twice_gives_byte_identical_reports(converted: dict[str, Path],
     assert len(files) == 6
     for rel in files:
         assert (tmp_path / "a" / rel).read_bytes() == (tmp_path / "b" / rel).read_bytes(), rel
+
+
+def test_fractional_predict_stores_the_model_probabilities(converted: dict[str, Path], synth_cohort: Path,
+                                                           tmp_path: Path) -> None:
+    import highdicom as hd
+
+    from segkit.dicomio import scan_folder
+    from segkit.intensity import normalise_volume
+    from segkit.volume import read_volume
+
+    run = make_run(tmp_path / "run", converted["native"])
+    folder = synth_cohort / "patient-04"
+    predict_series(run, folder / "MR", tmp_path / "f.dcm", fractional=True, load=stand_in())
+    assert hd.seg.segread(tmp_path / "f.dcm").SegmentationType == "FRACTIONAL"
+    image, _ = normalise_volume(read_volume(next(iter(scan_folder(folder / "MR").images.values())), "t").array)
+    expected = StandInModel().predict(image)
+    np.testing.assert_allclose(_seg_pixels(tmp_path / "f.dcm", folder), expected, atol=0.5 / 255 + 1e-6)
