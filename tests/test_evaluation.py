@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from segkit.errors import InputError, OutputExistsError
-from segkit.evaluation import Case, compare_rows, evaluate_cases, read_metrics, write_compare, write_report
+from segkit.evaluation import Case, evaluate_cases, read_metrics, write_compare, write_report
 from segkit.metrics import counts, hd95
 
 

@@ -28,13 +28,14 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from segkit.errors import InputError, UsageError
+from segkit.errors import InputError, OutputExistsError, UsageError
 from segkit.evaluation import Case, evaluate_cases, read_metrics, write_compare, write_report
 from segkit.provenance import finish_step, provenance_step
 from segkit.store import Store, open_store
 from segkit.train.runinfo import RunInfo, read_run
 
-__all__ = ["Predictor", "evaluate_run", "check_held_out", "store_cases", "EVAL_SPLITS"]
+__all__ = ["Predictor", "PredictorLoader", "load_run_predictor", "evaluate_run", "check_held_out", "store_cases",
+           "EVAL_SPLITS"]
 
 log = logging.getLogger("segkit.evaluate")
 
@@ -54,7 +55,8 @@ class Predictor(Protocol):
 PredictorLoader = Callable[[RunInfo, str], Predictor]
 
 
-def _default_loader(run: RunInfo, checkpoint: str) -> Predictor:
+def load_run_predictor(run: RunInfo, checkpoint: str) -> Predictor:
+    """The run's TensorFlow model as a :class:`Predictor` (imports TensorFlow)."""
     from segkit.train.inference import load_predictor
 
     return load_predictor(run, checkpoint)
@@ -222,13 +224,11 @@ def evaluate_run(
     check_held_out(run, opened, split)
     out = Path(out) if out is not None else run.path / f"eval-{split}"
     if out.exists() and not overwrite:
-        from segkit.errors import OutputExistsError
-
         raise OutputExistsError(str(out), "already exists; choose another folder or pass --force")
     if checkpoint == "best":
         run.best_weights()
     compare_runs = [read_run(c) for c in compare]  # fail on a bad --compare before the long work
-    predictor = (load or _default_loader)(run, checkpoint)
+    predictor = (load or load_run_predictor)(run, checkpoint)
     store_digest = opened.provenance[-1].get("output_digest") if opened.provenance else None
     parameters = {"run": run.run_id, "store": opened.path.name, "split": split, "threshold": threshold,
                   "checkpoint": checkpoint}

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from segkit.errors import OutputExistsError, UsageError
-from segkit.train.evaluate import PredictorLoader, _default_loader
+from segkit.train.evaluate import PredictorLoader, load_run_predictor
 from segkit.train.runinfo import read_run
 
 __all__ = ["PredictResult", "predict_series", "series_probabilities"]
@@ -112,7 +112,7 @@ def predict_series(
         raise UsageError(str(series_dir), f"holds {len(scan.images)} image series; pass the folder of exactly one")
     instances = next(iter(scan.images.values()))
     volume = read_volume(instances, Path(series_dir).name)
-    predictor = (load or _default_loader)(run, checkpoint)
+    predictor = (load or load_run_predictor)(run, checkpoint)
     prob = series_probabilities(volume.array, predictor.predict, run.store_size)
     headers = [inst.header for inst in instances]
     seg = prediction_seg(headers, prob, Algorithm(model=run.variant, run_id=run.run_id), label=roi_label,
