@@ -1,19 +1,30 @@
 """``segkit demo``: the whole chain on a fresh synthetic cohort, one line per step.
 
 Steps that are not built yet are reported as missing (and the steps that need
-their output are skipped), so the demo always shows how far the chain goes today.
+their output are skipped; the optional anonymize and augment steps are passed
+over, the next step reading the output before them), so the demo always shows
+how far the chain goes today.  Each step calls the library function behind its
+command; a step whose library is not installed counts as not built.
+
+Layout of the demo folder: ``raw/`` (synthetic cohort), ``clean/``
+(de-identified with a fixed demo key), ``slices.zarr``, ``augmented.zarr``, ``run/``
+(checkpoints, history, TensorBoard logs), ``evaluation/`` (metrics, tables,
+overlays), ``prediction-seg.dcm`` (DICOM SEG of a test patient's series).
 """
 
 from __future__ import annotations
 
+import hashlib
+import importlib
 import logging
 import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-from segkit.errors import NotImplementedYetError, OutputExistsError
+from segkit.errors import MissingExtraError, NotImplementedYetError, OutputExistsError
 
 __all__ = ["DemoStep", "DemoReport", "run_demo"]
 
@@ -37,6 +48,7 @@ class DemoReport:
 
     root: Path
     steps: list[DemoStep] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
 
     @property
     def missing(self) -> list[str]:
@@ -45,11 +57,11 @@ class DemoReport:
     def summary(self) -> str:
         lines = [f"demo finished in {sum(s.seconds for s in self.steps):.1f} s; outputs in {self.root}"]
         if self.missing:
-            lines.append("not built yet: " + ", ".join(self.missing) + " (the demo runs them once they exist)")
+            lines += [f"missing: {s.name}: {s.detail}" for s in self.steps if s.status == "missing"]
         skipped = [s.name for s in self.steps if s.status == "skipped"]
         if skipped:
             lines.append("not run, they need a missing step: " + ", ".join(skipped))
-        return "\n".join(lines)
+        return "\n".join(lines + self.notes)
 
 
 def _synth(root: Path, quick: bool) -> str:
@@ -60,33 +72,129 @@ def _synth(root: Path, quick: bool) -> str:
     return f"{summary.patients} patients, {summary.files} DICOM files -> {summary.root}"
 
 
-def _anonymize(root: Path, quick: bool) -> str:
-    """raw/ → clean/ (de-identified, verified); the steward's key, linkage and quarantine go to steward/."""
-    from segkit.deid import anonymize_tree, generate_key, read_key
+def _library(name: str, module: str, *attrs: str) -> list[Any]:
+    """Import ``attrs`` of ``module``, or report the step as not built yet."""
+    try:
+        mod = importlib.import_module(module)
+        return [getattr(mod, a) for a in attrs]
+    except (ImportError, AttributeError):
+        raise NotImplementedYetError(f"segkit {name}", "not implemented yet") from None
 
-    key = generate_key(root / "steward" / "site.key")
-    summary = anonymize_tree(root / "raw", root / "clean", read_key(key), linkage=root / "steward" / "linkage.csv",
-                             quarantine=root / "steward" / "quarantine")
+
+def _dicom_input(root: Path) -> Path:
+    """The de-identified cohort when anonymize ran, else the raw one."""
+    return root / "clean" if (root / "clean").is_dir() else root / "raw"
+
+
+def _training_store(root: Path) -> Path:
+    return root / "augmented.zarr" if (root / "augmented.zarr").is_dir() else root / "slices.zarr"
+
+
+#: The demo's site key: fixed and public, so the demo's pseudonyms, split and numbers are the same every
+#: time.  Synthetic data only — a real site makes its secret key with ``segkit keygen``.
+DEMO_KEY = hashlib.sha256(b"segkit demo site key: synthetic data only").digest()
+
+
+def _anonymize(root: Path, quick: bool) -> str:
+    """raw/ → clean/ (de-identified, verified); the steward's linkage and quarantine go to steward/."""
+    (anonymize_tree,) = _library("anonymize", "segkit.deid", "anonymize_tree")
+    steward = root / "steward"
+    steward.mkdir(exist_ok=True)
+    summary = anonymize_tree(root / "raw", root / "clean", DEMO_KEY, linkage=steward / "linkage.csv",
+                             quarantine=steward / "quarantine", workers=1)
     return summary.line()
 
 
-def _not_built(name: str) -> Callable[[Path, bool], str]:
-    def step(root: Path, quick: bool) -> str:
-        raise NotImplementedYetError(f"segkit {name}", "not implemented yet")
+def _convert(root: Path, quick: bool) -> str:
+    convert, options = _library("convert", "segkit.convert", "convert", "ConvertOptions")
+    report = convert(_dicom_input(root), root / "slices.zarr", options(seed=0))
+    return report.summary().splitlines()[0]
 
-    return step
+
+def _augment(root: Path, quick: bool) -> str:
+    (augment_store,) = _library("augment", "segkit.augment", "augment_store")
+    from segkit.store import open_store
+
+    originals = open_store(root / "slices.zarr").indices("train").size
+    result = augment_store(root / "slices.zarr", root / "augmented.zarr", target=originals * 2, seed=0)
+    return f"{result.train} training images ({result.augmented} augmented) -> {result.path}"
+
+
+#: Training budget of the demo (cpu-small preset: ResNet-18 U-Net at 64², which learns the phantom within
+#: minutes on 2 cores; the hybrid at 128² needs far longer than a demo has), quick / full.
+DEMO_TRAINING = {
+    True: {"model": {"variant": "unet", "input_size": 64},
+           "train": {"epochs": 6, "steps_per_epoch": 12, "batch_size": 8, "seed": 0, "deterministic": True}},
+    False: {"model": {"variant": "unet", "input_size": 64},
+            "train": {"epochs": 16, "steps_per_epoch": 12, "batch_size": 8, "seed": 0, "deterministic": True}},
+}
+
+
+def _train(root: Path, quick: bool) -> str:
+    (train_run,) = _library("train", "segkit.train.fit", "train_run")
+    result = train_run(_training_store(root), root / "run", preset="cpu-small", overrides=DEMO_TRAINING[quick],
+                       progress=False)
+    return result.summary()
+
+
+def _evaluate(root: Path, quick: bool) -> str:
+    (evaluate_run,) = _library("evaluate", "segkit.train.evaluate", "evaluate_run")
+    doc = evaluate_run(root / "run", root / "slices.zarr", "test", out=root / "evaluation")
+    p = doc["pooled"]
+    return (f"{doc['patients']} test patient{'' if doc['patients'] == 1 else 's'}, {doc['slices']} slices: Dice {p['dice']:.3f}, IoU {p['iou']:.3f}, "
+            f"precision {p['precision']:.3f}, recall {p['recall']:.3f} -> {root / 'evaluation'}")
+
+
+def _test_series_folder(root: Path) -> Path:
+    """The folder of the first test patient's MR series (naming as ``segkit convert`` does)."""
+    from segkit.dicomio import scan_folder
+    from segkit.store import open_store
+
+    patient = next(p for p, s in sorted(open_store(root / "slices.zarr").split.items()) if s == "test")
+    scan = scan_folder(_dicom_input(root))
+    series = sorted(scan.images.values(), key=lambda inst: str(inst[0].path))
+    ids = sorted({str(inst[0].header.get("PatientID", "")) for inst in series})
+    for instances in series:
+        header = instances[0].header
+        pid = str(header.get("PatientID", ""))
+        deidentified = str(header.get("PatientIdentityRemoved", "")).upper() == "YES"
+        if (pid if deidentified else f"patient-{ids.index(pid) + 1:02d}") == patient:
+            return instances[0].path.parent
+    return series[0][0].path.parent
+
+
+def _predict(root: Path, quick: bool) -> str:
+    (predict_series,) = _library("predict", "segkit.train.predict", "predict_series")
+    result = predict_series(root / "run", _test_series_folder(root), root / "prediction-seg.dcm")
+    return result.summary()
 
 
 # The chain in order; each step reads what the steps before it wrote under the demo folder.
+# Optional steps, when not built yet, are passed over: the next step reads the output before them.
 STEPS: list[tuple[str, Callable[[Path, bool], str]]] = [
     ("synth", _synth),
     ("anonymize", _anonymize),
-    ("convert", _not_built("convert")),
-    ("augment", _not_built("augment")),
-    ("train", _not_built("train")),
-    ("evaluate", _not_built("evaluate")),
-    ("predict", _not_built("predict")),
+    ("convert", _convert),
+    ("augment", _augment),
+    ("train", _train),
+    ("evaluate", _evaluate),
+    ("predict", _predict),
 ]
+OPTIONAL = {"anonymize", "augment"}
+
+
+def _closing_notes(root: Path) -> list[str]:
+    notes = []
+    table = root / "evaluation" / "table.md"
+    if table.is_file():
+        lines = table.read_text("utf-8").split("## Per patient")[0].strip().splitlines()
+        notes += ["", *[line for line in lines if line.startswith("|")], ""]
+        notes.append(f"pictures (best/worst slice per patient): {root / 'evaluation' / 'overlays'}")
+    if (root / "run" / "logs").is_dir():
+        notes.append(f"TensorBoard logs: {root / 'run' / 'logs'}  (tensorboard --logdir {root / 'run' / 'logs'})")
+    if (root / "prediction-seg.dcm").is_file():
+        notes.append(f"DICOM SEG of a test patient: {root / 'prediction-seg.dcm'}")
+    return notes
 
 
 def run_demo(out: str | Path = "segkit-demo", *, quick: bool = False, overwrite: bool = False) -> DemoReport:
@@ -120,11 +228,19 @@ def run_demo(out: str | Path = "segkit-demo", *, quick: bool = False, overwrite:
         try:
             detail = step(root, quick)
         except NotImplementedYetError:
-            report.steps.append(DemoStep(name, "missing", detail="not built yet"))
-            log.info("%-10s not built yet", name)
+            optional = name in OPTIONAL
+            detail = "not built yet" + ("; the next step reads the output before it" if optional else "")
+            report.steps.append(DemoStep(name, "missing", detail=detail))
+            log.info("%-10s %s", name, detail)
+            blocked = blocked or not optional
+            continue
+        except MissingExtraError as exc:  # e.g. train without TensorFlow: say how to install it
+            report.steps.append(DemoStep(name, "missing", detail=exc.why))
+            log.info("%-10s %s", name, exc.why)
             blocked = True
             continue
         seconds = time.perf_counter() - start
         report.steps.append(DemoStep(name, "done", seconds, detail))
         log.info("%-10s %6.1f s  %s", name, seconds, detail)
+    report.notes = _closing_notes(root)
     return report

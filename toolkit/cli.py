@@ -343,16 +343,53 @@ def train(store: Path, run_dir: Path, config_file: Path | None, preset: str, var
     click.echo(result.summary(), err=True)
 
 
-@cli.command(context_settings=_PASS_THROUGH)
-def evaluate() -> None:
+@cli.command()
+@click.argument("run_dir", type=click.Path(path_type=Path, file_okay=False))
+@click.argument("store", type=click.Path(path_type=Path))
+@click.option("--split", type=click.Choice(["test", "val"]), default="test", show_default=True,
+              help="Held-out patients to score (never the training split).")
+@click.option("--threshold", type=click.FloatRange(0, 1), default=0.5, show_default=True,
+              help="Probability at or above which a pixel counts as tumour.")
+@click.option("--out", type=click.Path(path_type=Path, file_okay=False), default=None,
+              help="Report folder  [default: RUN_DIR/eval-SPLIT]")
+@click.option("--checkpoint", type=click.Choice(["best", "latest"]), default="best", show_default=True,
+              help="The best weights by val Dice, or the last checkpoint.")
+@click.option("--compare", "compare", multiple=True, type=click.Path(path_type=Path, file_okay=False),
+              help="Another run to set beside this one in compare.md/.csv (repeat for more).")
+@click.option("--no-overlays", is_flag=True, help="Skip the best/worst-slice PNGs.")
+@click.option("--force", is_flag=True, help="Replace the report folder if it exists.")
+def evaluate(run_dir: Path, store: Path, split: str, threshold: float, out: Path | None, checkpoint: str,
+             compare: tuple[Path, ...], no_overlays: bool, force: bool) -> None:
     """Dice / IoU / precision / recall (+ HD95) of a run on held-out patients."""
-    _not_yet("evaluate")
+    from segkit.train.evaluate import evaluate_run
+
+    doc = evaluate_run(run_dir, store, split, threshold, out, checkpoint=checkpoint, compare=compare,
+                       overlays=not no_overlays, overwrite=force, progress=True)
+    folder = out if out is not None else run_dir / f"eval-{split}"
+    p = doc["pooled"]
+    click.echo(f"{doc['patients']} {split} patients, {doc['slices']} slices: pooled Dice {p['dice']:.4f}, "
+               f"IoU {p['iou']:.4f}, precision {p['precision']:.4f}, recall {p['recall']:.4f}; "
+               f"report in {folder}", err=True)
 
 
-@cli.command(context_settings=_PASS_THROUGH)
-def predict() -> None:
+@cli.command()
+@click.argument("run_dir", type=click.Path(path_type=Path, file_okay=False))
+@click.argument("series_dir", type=click.Path(path_type=Path, file_okay=False))
+@click.argument("out", type=click.Path(path_type=Path, dir_okay=False))
+@click.option("--roi-label", default="Tumour", show_default=True, help="Label of the SEG's segment.")
+@click.option("--threshold", type=click.FloatRange(0, 1), default=0.5, show_default=True,
+              help="Probability at or above which a pixel is tumour (binary SEG).")
+@click.option("--fractional", is_flag=True, help="Write the probabilities (FRACTIONAL SEG) instead of a binary mask.")
+@click.option("--checkpoint", type=click.Choice(["best", "latest"]), default="best", show_default=True)
+@click.option("--force", is_flag=True, help="Replace OUT if it exists.")
+def predict(run_dir: Path, series_dir: Path, out: Path, roi_label: str, threshold: float, fractional: bool,
+            checkpoint: str, force: bool) -> None:
     """Segment a DICOM MR series with a trained run and write a DICOM SEG."""
-    _not_yet("predict")
+    from segkit.train.predict import predict_series
+
+    result = predict_series(run_dir, series_dir, out, roi_label=roi_label, threshold=threshold,
+                            fractional=fractional, checkpoint=checkpoint, overwrite=force)
+    click.echo(result.summary(), err=True)
 
 
 @cli.command()
