@@ -69,17 +69,6 @@ def test_bad_arguments_are_usage_errors(runner: CliRunner, tmp_path: Path, args:
     assert "Traceback" not in result.output
 
 
-# Placeholders take any arguments (the pass-through context); real commands declare theirs.
-NOT_BUILT = [name for name, command in cli.commands.items() if command.context_settings.get("allow_extra_args")]
-
-
-@pytest.mark.parametrize("command", NOT_BUILT)
-def test_commands_not_built_yet_say_so_and_fail(runner: CliRunner, command: str) -> None:
-    result = runner.invoke(cli, [command, "anything"])
-    assert result.exit_code == 1
-    assert result.stderr.strip() == f"error: segkit {command}: not implemented yet (see the project's open issues)"
-
-
 def test_debug_shows_the_traceback_instead_of_one_line(runner: CliRunner, tmp_path: Path) -> None:
     from segkit.errors import OutputExistsError
 

@@ -371,7 +371,6 @@ def test_image_that_deid_locates_burned_in_text_on_is_cleaned_not_quarantined(tm
 
 
 def test_secondary_capture_without_a_recipe_is_quarantined(tmp_path):
-    from pydicom.data import get_testdata_file
 
     (tmp_path / "in").mkdir()
     shutil.copy(_bundled_root() / "SC_jpeg_no_color_transform.dcm", tmp_path / "in" / "sc.dcm")

@@ -10,12 +10,12 @@ from __future__ import annotations
 import logging
 import sys
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 import click
 
 from segkit._version import __version__
-from segkit.errors import NotImplementedYetError, SegkitError, UsageError
+from segkit.errors import SegkitError, UsageError
 
 log = logging.getLogger("segkit")
 
@@ -85,10 +85,6 @@ def cli(ctx: click.Context, debug: bool, verbose: int) -> None:
     _configure_logging(verbose)
 
 
-def _not_yet(command: str) -> NoReturn:
-    raise NotImplementedYetError(f"segkit {command}", "not implemented yet (see the project's open issues)")
-
-
 # --------------------------------------------------------------------------- synth
 @cli.command()
 @click.argument("out", type=click.Path(path_type=Path, file_okay=False))
@@ -112,10 +108,6 @@ def synth(out: Path, patients: int, slices: int, size: int, pixel_spacing: float
                          slice_thickness=slice_thickness, oblique=oblique, seed=seed)
     summary = write_cohort(out, config, overwrite=force, progress=True)
     click.echo(f"wrote {summary.files} files for {summary.patients} patients to {out}", err=True)
-
-
-# --------------------------------------------------------------- later issues
-_PASS_THROUGH = {"ignore_unknown_options": True, "allow_extra_args": True}
 
 
 class _DefaultCommandGroup(click.Group):
