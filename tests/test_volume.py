@@ -147,3 +147,14 @@ def test_sheared_stack_is_an_error(synth_cohort, tmp_path):
 
     with pytest.raises(GeometryError, match=r"has slices shifted within their plane \(sheared stack or gantry tilt\)"):
         load_volume(_copy_with(tmp_path, _mr(synth_cohort), shift))
+
+
+def test_scan_passes_over_segkit_records_silently_but_counts_other_non_dicom(synth_cohort_copy: Path) -> None:
+    from segkit.dicomio import scan_folder
+
+    (synth_cohort_copy / "segkit-audit.jsonl").write_text("{}\n")
+    (synth_cohort_copy / "segkit-anonymize.json").write_text("{}\n")
+    scan = scan_folder(synth_cohort_copy)
+    # cohort.json and the six truth .npy files are someone else's: counted, named by reason.
+    assert scan.skipped == {"not DICOM (by file name)": 7}
+    assert len(scan.images) == 6

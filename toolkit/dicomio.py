@@ -96,6 +96,11 @@ def read_dataset(path: Path) -> Dataset:
     return ds
 
 
+def _is_segkit_record(path: Path) -> bool:
+    """segkit's own records beside DICOM (anonymize's audit and settings): not worth a "skipped" line."""
+    return path.name.startswith("segkit-") and path.suffix in (".json", ".jsonl")
+
+
 def _walk(root: Path) -> Iterable[Path]:
     for dirpath, dirnames, filenames in os.walk(root):
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
@@ -131,6 +136,8 @@ def scan_folder(root: str | os.PathLike[str], *, progress: bool = False) -> Scan
         paths = tqdm(paths, desc="scan", unit="file", leave=False)
     images: dict[str, list[Instance]] = defaultdict(list)
     for path in paths:
+        if _is_segkit_record(path):
+            continue
         if path.suffix.lower() in NOT_DICOM_SUFFIXES:
             skipped["not DICOM (by file name)"] += 1
             continue

@@ -11,6 +11,10 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import re
+import sys
+import tempfile
+from collections.abc import Iterator
 from types import ModuleType
 from typing import NamedTuple
 
@@ -34,6 +38,38 @@ def configure_environment() -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
+#: What TensorFlow's C++ start-up writes to stderr before its logging honours TF_CPP_MIN_LOG_LEVEL
+#: (absl is not initialised yet), on every CPU-only machine.  Only these lines are dropped.
+_START_UP_NOISE = re.compile(
+    r"All log messages before absl::InitializeLog|oneDNN custom operations are on|"
+    r"Could not find cuda drivers|failed call to cuInit|Unable to register cu(DNN|FFT|BLAS) factory|"
+    r"computation placer already registered|TF-TRT Warning|This TensorFlow binary is optimized"
+)
+
+
+@contextlib.contextmanager
+def _quiet_native_start_up() -> Iterator[None]:
+    """Filter TensorFlow's native start-up chatter out of file descriptor 2; pass everything else on."""
+    try:
+        saved = os.dup(2)
+    except OSError:  # no usable stderr: nothing to filter
+        yield
+        return
+    with tempfile.TemporaryFile() as captured:
+        sys.stderr.flush()
+        os.dup2(captured.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            captured.seek(0)
+            for line in captured.read().decode("utf-8", "replace").splitlines():
+                if not _START_UP_NOISE.search(line):
+                    print(line, file=sys.stderr)
+
+
 def load(what: str = "segkit train") -> Backend:
     """Import TensorFlow, tf-keras and segmentation_models, or say how to install them.
 
@@ -44,7 +80,10 @@ def load(what: str = "segkit train") -> Backend:
     """
     configure_environment()
     try:
-        import tensorflow as tf
+        with _quiet_native_start_up():
+            import tensorflow as tf
+
+            tf.config.list_physical_devices("GPU")  # CUDA's probe logs here, inside the filter
         import tf_keras as keras
 
         with contextlib.redirect_stdout(io.StringIO()):  # it announces its framework on stdout
