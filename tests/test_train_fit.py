@@ -110,6 +110,11 @@ def test_cpu_small_learns_on_the_phantom_and_writes_the_run(store, tmp_path):
     assert steps[-1]["input_digest"] == open_store(store).digest()
     assert steps[-1]["parameters"]["environment"]["tensorflow"].startswith("2.21") and steps[-1]["seed"] == 0
     assert steps[-1]["parameters"]["slices"] == {"train": 48, "val": 12, "test": 12}
+    split = open_store(store).split
+    assert steps[-1]["parameters"]["patients"]["train"] == sorted(p for p, s in split.items() if s == "train")
+    from segkit.train.runinfo import read_run
+
+    assert read_run(run).training_patients == set(steps[-1]["parameters"]["patients"]["train"])
     assert steps[-1]["parameters"]["config"] == config
 
     import tensorflow as tf

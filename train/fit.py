@@ -455,6 +455,9 @@ def _write_provenance(run_dir: Path, slices: Any, config: dict[str, Any], starte
         "finished": None,
         "parameters": {"config": config, "store": slices.path.name, "resumed": result.resumed,
                        "slices": {s: int(slices.indices(s).size) for s in ("train", "val", "test")},
+                       # which patients trained (and chose the best weights of) this run: evaluate refuses them
+                       "patients": {s: sorted(p for p, v in slices.split.items() if v == s)
+                                    for s in ("train", "val", "test")},
                        "environment": _versions(),
                        "result": {"epochs_done": result.epochs_done, "global_step": result.global_step,
                                   "best_val_dice": result.best_val_dice, "stopped_early": result.stopped_early}},
