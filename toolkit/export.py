@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
+from segkit.atomic import atomic_path
 from segkit.errors import OutputExistsError
 from segkit.provenance import file_digest, finish_step, provenance_step
 from segkit.store import TABLE_COLUMNS, open_store
@@ -51,11 +51,7 @@ def export_hdf5(store_path: str | os.PathLike[str], out: str | os.PathLike[str],
     store = open_store(store_path)
     step = provenance_step("export", {"format": "hdf5"}, input_digest=store.digest(), input_files=None, seed=None)
     n, (h, w) = len(store), store.attrs["size"]
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
+    with atomic_path(out) as tmp:
         with h5py.File(_create_untimed(h5py, tmp)) as f:
             for name, dtype in (("image", np.float32), ("mask", np.uint8)):
                 f.create_dataset(name, shape=(n, h, w), dtype=dtype, chunks=(1, h, w) if n else None,
@@ -86,8 +82,4 @@ def export_hdf5(store_path: str | os.PathLike[str], out: str | os.PathLike[str],
         attrs["provenance"] = store.provenance + [finish_step(step, data_digest)]
         with h5py.File(tmp, "r+") as f:
             f.attrs["segkit"] = json.dumps(attrs, sort_keys=True)
-        os.replace(tmp, out)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
     return out

@@ -9,12 +9,12 @@ All tiles of a row share the parent's grey scale, so contrast shifts show.
 from __future__ import annotations
 
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from segkit.atomic import atomic_path
 from segkit.augment_ops import OP_CLASSES
 from segkit.augment_plan import parse_transform
 from segkit.errors import InputError, UsageError
@@ -146,15 +146,8 @@ def render_preview(store_path: str | os.PathLike[str], out: str | os.PathLike[st
     fig.suptitle(f"{Path(store_path).name}: {what}, tumour outlined", fontsize=9)
     fig.tight_layout()
 
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fig.savefig(fh, format="png", metadata={"Software": None})
-        os.replace(tmp, out)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(out) as tmp, open(tmp, "wb") as fh:
+        fig.savefig(fh, format="png", metadata={"Software": None})
     return out
 
 

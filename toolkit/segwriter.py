@@ -19,7 +19,6 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import os
-import tempfile
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -220,13 +219,8 @@ def write_dataset(ds: Dataset, out: str | os.PathLike[str], *, overwrite: bool =
     out = Path(out)
     if out.exists() and not overwrite:
         raise OutputExistsError(str(out), "already exists; choose another path or pass --force")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent)
-    os.close(fd)
-    try:
+    from segkit.atomic import atomic_path
+
+    with atomic_path(out) as tmp:
         ds.save_as(tmp, enforce_file_format=True)
-        os.replace(tmp, out)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
     return out

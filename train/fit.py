@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from segkit.atomic import write_atomic
 from segkit._version import __version__
 from segkit.errors import InputError, OutputExistsError, UsageError
 
@@ -75,12 +76,6 @@ def _utc_now() -> str:
     return utc_now()
 
 
-def _atomic_write(path: Path, data: bytes | str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_bytes(data.encode("utf-8") if isinstance(data, str) else data)
-    os.replace(tmp, path)
-
-
 def _read_history(path: Path) -> list[dict[str, float]]:
     if not path.is_file():
         return []
@@ -94,7 +89,7 @@ def _write_history(path: Path, rows: list[dict[str, float]]) -> None:
     writer.writeheader()
     for row in rows:
         writer.writerow({k: (int(row[k]) if k in ("epoch", "step") else f"{row[k]:.6f}") for k in HISTORY_FIELDS})
-    _atomic_write(path, buf.getvalue())
+    write_atomic(path, buf.getvalue())
 
 
 def write_curves(history: list[dict[str, float]], path: Path) -> None:
@@ -116,7 +111,7 @@ def write_curves(history: list[dict[str, float]], path: Path) -> None:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=90)
     plt.close(fig)
-    _atomic_write(path, buf.getvalue())
+    write_atomic(path, buf.getvalue())
 
 
 def _scalar(tf: Any, tag: str, value: float) -> None:
@@ -314,7 +309,7 @@ def train_run(store: str | Path, run_dir: str | Path, config: dict[str, Any] | N
         log.info("resumed from %s (epoch %d, step %d of %d)", Path(manager.latest_checkpoint).name,
                  int(epoch_var.numpy()) + 1, int(step_var.numpy()), n_steps)
     elif chief:
-        _atomic_write(run_dir / "config.yaml", dump(config))
+        write_atomic(run_dir / "config.yaml", dump(config))
 
     spec = PipelineSpec(input_size=int(mcfg["input_size"]), backbone=mcfg["backbone"], batch_size=global_batch,
                         seed=seed, shuffle=bool(dcfg["shuffle"]), read_parallelism=int(dcfg["read_parallelism"]),
@@ -467,7 +462,7 @@ def _write_provenance(run_dir: Path, slices: Any, config: dict[str, Any], starte
         "seed": seed,
     }
     steps.append(finish_step(step, digest_files(outputs)))
-    _atomic_write(path, json.dumps(steps, indent=2, default=str) + "\n")
+    write_atomic(path, json.dumps(steps, indent=2, default=str) + "\n")
 
 
 def tf_latest_checkpoint(run_dir: Path) -> str:

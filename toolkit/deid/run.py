@@ -21,6 +21,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
+from segkit.atomic import write_atomic
 from segkit.errors import InputError, LeakError, UsageError
 
 __all__ = ["anonymize_tree", "AnonymizeSummary", "FileOutcome", "AUDIT_NAME"]
@@ -813,6 +814,4 @@ def _outcomes(cfg: _Config, jobs: list[tuple[str, str]], workers: int, progress:
 
 
 def _atomic_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    write_atomic(path, text)
