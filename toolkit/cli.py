@@ -16,6 +16,7 @@ import click
 
 from segkit._version import __version__
 from segkit.errors import SegkitError, UsageError
+from segkit.logsetup import configure_logging
 
 log = logging.getLogger("segkit")
 
@@ -52,16 +53,6 @@ class SegkitGroup(click.Group):
             ctx.exit(1)
 
 
-def _configure_logging(verbose: int) -> None:
-    level = logging.DEBUG if verbose else logging.INFO
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(message)s"))
-    root = logging.getLogger("segkit")
-    root.handlers[:] = [handler]
-    root.setLevel(level)
-    root.propagate = False
-
-
 @click.group(cls=SegkitGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, "--version", prog_name="segkit")
 @click.option("--debug", is_flag=True, help="Show tracebacks instead of one-line errors.")
@@ -82,7 +73,7 @@ def cli(ctx: click.Context, debug: bool, verbose: int) -> None:
     """
     ctx.ensure_object(dict)
     ctx.obj["debug"] = debug
-    _configure_logging(verbose)
+    configure_logging(logging.DEBUG if verbose else logging.INFO)
 
 
 # --------------------------------------------------------------------------- synth

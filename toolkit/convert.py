@@ -31,6 +31,7 @@ from typing import Any
 
 import numpy as np
 
+from segkit.logsetup import configure_logging  # spawned workers start unconfigured
 from segkit.dicomio import Instance, Scan, read_header, scan_folder
 from segkit.errors import GeometryError, InputError, OutputExistsError, UsageError
 from segkit.intensity import normalise_volume
@@ -324,18 +325,6 @@ def _convert_series(task: _Task) -> _Result:
                    spacing=[volume.slice_spacing, dy, dx], native=native, rois=rois, agreement=agreement)
 
 
-def _worker_logging(level: int) -> None:
-    """Send a worker's warnings to stderr like the parent's (spawned workers start unconfigured)."""
-    import sys
-
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(message)s"))
-    logger = logging.getLogger("segkit")
-    logger.handlers[:] = [handler]
-    logger.setLevel(level)
-    logger.propagate = False
-
-
 def _results(tasks: Sequence[_Task], workers: int) -> Iterator[_Result]:
     """Convert series in plan order; with workers, at most ``workers`` volumes are in flight."""
     if workers <= 1 or len(tasks) <= 1:
@@ -346,7 +335,7 @@ def _results(tasks: Sequence[_Task], workers: int) -> Iterator[_Result]:
 
     level = logging.getLogger("segkit").getEffectiveLevel()
     with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
-                             initializer=_worker_logging, initargs=(level,)) as pool:
+                             initializer=configure_logging, initargs=(level,)) as pool:
         pending: list[Future] = []
         queue = iter(tasks)
         for task in queue:

@@ -29,11 +29,10 @@ from pydicom.dataset import Dataset
 
 from segkit._version import __version__
 from segkit.errors import DicomError, UsageError
-from segkit.uids import uid_from
+from segkit.uids import IMPLEMENTATION_UID, uid_from
 
 __all__ = ["Algorithm", "prediction_seg", "write_dataset", "slice_order"]
 
-IMPLEMENTATION_UID = uid_from("segkit implementation class")
 SERIES_NUMBER = 910
 
 
@@ -192,18 +191,28 @@ def prediction_seg(
             series_description=f"segkit {algorithm.model} {label}"[:64],
             omit_empty_frames=bool(pixels.any()),
         )
-    when = _created(ordered[0], created)
+    pin_reproducible(seg, _created(ordered[0], created))
+    return seg
+
+
+def pin_reproducible(seg: Dataset, when: dt.datetime) -> None:
+    """Make a highdicom SEG's bytes depend only on its inputs.
+
+    highdicom stamps the wall clock into the creation, content, series and
+    contribution dates/times and draws a random DimensionOrganizationUID; set the
+    former to ``when`` and the latter to a UID derived from the SEG's own
+    SOPInstanceUID, and name segkit as the implementation.
+    """
     seg.InstanceCreationDate = seg.ContentDate = seg.SeriesDate = when.strftime("%Y%m%d")
     seg.InstanceCreationTime = seg.ContentTime = seg.SeriesTime = when.strftime("%H%M%S")
     for item in seg.get("ContributingEquipmentSequence", []):
         if "ContributionDateTime" in item:
             item.ContributionDateTime = when.strftime("%Y%m%d%H%M%S")
-    dim_uid = uid_from(instance_uid, "dimension organization")
+    dim_uid = uid_from(str(seg.SOPInstanceUID), "dimension organization")
     for item in [*seg.DimensionOrganizationSequence, *seg.DimensionIndexSequence]:
         item.DimensionOrganizationUID = dim_uid
     seg.file_meta.ImplementationClassUID = IMPLEMENTATION_UID
     seg.file_meta.ImplementationVersionName = f"SEGKIT_{__version__}"[:16]
-    return seg
 
 
 def write_dataset(ds: Dataset, out: str | os.PathLike[str], *, overwrite: bool = False) -> Path:

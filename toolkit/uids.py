@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import uuid
 
-__all__ = ["uid_from", "SEGKIT_NAMESPACE"]
+__all__ = ["uid_from", "SEGKIT_NAMESPACE", "IMPLEMENTATION_UID"]
 
 SEGKIT_NAMESPACE = uuid.UUID("6f1d8a3e-4c1b-5b7e-9a53-2d0c5e9b7a11")
 
@@ -20,3 +20,7 @@ def uid_from(*parts: str) -> str:
     """Return ``2.25.<int>`` derived from ``parts`` (at most 44 characters, always valid)."""
     name = "\x1f".join(parts)
     return f"2.25.{uuid.uuid5(SEGKIT_NAMESPACE, name).int}"
+
+
+#: ImplementationClassUID of every file segkit writes.
+IMPLEMENTATION_UID = uid_from("segkit implementation class")

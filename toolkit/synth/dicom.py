@@ -20,11 +20,10 @@ from segkit._version import __version__
 from segkit.synth.contours import mask_to_polygons
 from segkit.synth.geometry import SliceGeometry
 from segkit.synth.phi import FakeIdentity
-from segkit.uids import uid_from
+from segkit.uids import IMPLEMENTATION_UID, uid_from
 
 __all__ = ["SeriesUIDs", "make_uids", "mr_datasets", "rtstruct_dataset", "seg_dataset", "IMPLEMENTATION_UID"]
 
-IMPLEMENTATION_UID = uid_from("segkit implementation class")
 MANUFACTURER = "segkit synthetic scanner"
 PRIVATE_CREATOR = "SEGKIT SYNTH PHI"
 
@@ -284,6 +283,8 @@ def seg_dataset(mr: Sequence[Dataset], mask: np.ndarray, who: FakeIdentity, uids
     import highdicom as hd
     from pydicom.sr.codedict import codes
 
+    from segkit.segwriter import pin_reproducible
+
     description = hd.seg.SegmentDescription(
         segment_number=1,
         segment_label=label,
@@ -309,17 +310,6 @@ def seg_dataset(mr: Sequence[Dataset], mask: np.ndarray, who: FakeIdentity, uids
         content_creator_name=who.referring_physician,
         series_description="Expert tumour segmentation",
     )
-    # highdicom stamps the wall clock: pin every date/time to the study's so the bytes are reproducible …
-    created = who.study_datetime + dt.timedelta(hours=26)
-    seg.InstanceCreationDate = seg.ContentDate = seg.SeriesDate = _da(created)
-    seg.InstanceCreationTime = seg.ContentTime = seg.SeriesTime = _tm(created)
-    for item in seg.get("ContributingEquipmentSequence", []):
-        if "ContributionDateTime" in item:
-            item.ContributionDateTime = created.strftime("%Y%m%d%H%M%S")
-    # … and its random DimensionOrganizationUID to one derived from the SEG's own UID.
-    dim_uid = uid_from(uids.seg_instance, "dimension organization")
-    for item in [*seg.DimensionOrganizationSequence, *seg.DimensionIndexSequence]:
-        item.DimensionOrganizationUID = dim_uid
-    seg.file_meta.ImplementationClassUID = IMPLEMENTATION_UID
-    seg.file_meta.ImplementationVersionName = f"SEGKIT_{__version__}"[:16]
+    # highdicom stamps the wall clock: pin every date/time to the study's so the bytes are reproducible.
+    pin_reproducible(seg, who.study_datetime + dt.timedelta(hours=26))
     return seg
