@@ -208,11 +208,15 @@ def _keygen(key: Path, force: bool) -> None:
 @click.option("--allow-uneven-spacing", is_flag=True, help="Accept series whose slices are unevenly spaced.")
 @click.option("--lenient", is_flag=True,
               help="Warn instead of failing on a contour on no slice, a non-planar contour, or an RTSTRUCT whose "
-                   "frame of reference differs from the series it references.")
+                   "frame of reference differs from the series it references (contours off the slice planes "
+                   "need --snap-contours).")
+@click.option("--snap-contours", is_flag=True,
+              help="Place contours that lie off every slice plane (more than a tenth of the spacing, 0.05 mm at "
+                   "least) on the nearest slice with a warning, instead of failing.")
 @click.option("--force", is_flag=True, help="Replace OUT.zarr if it exists (only once the new store is complete).")
 def convert(in_dir: Path, out: Path, roi: tuple[str, ...], size: int | None, val_patients: int, test_patients: int,
             seed: int, workers: int, masks: str, seg_threshold: float, allow_uneven_spacing: bool, lenient: bool,
-            force: bool) -> None:
+            snap_contours: bool, force: bool) -> None:
     """Turn DICOM images + RTSTRUCT/SEG in IN into the Zarr slice store OUT.zarr.
 
     Masks of the ROIs matching --roi are merged into one binary tumour mask per
@@ -224,7 +228,7 @@ def convert(in_dir: Path, out: Path, roi: tuple[str, ...], size: int | None, val
 
     options = ConvertOptions(roi=roi, size=size, val_patients=val_patients, test_patients=test_patients, seed=seed,
                              masks=masks, allow_uneven=allow_uneven_spacing, lenient=lenient,
-                             seg_threshold=seg_threshold)
+                             seg_threshold=seg_threshold, snap_contours=snap_contours)
     report = run_convert(in_dir, out, options, workers=workers, overwrite=force, progress=True)
     click.echo(report.summary(), err=True)
 

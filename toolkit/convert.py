@@ -38,7 +38,7 @@ from segkit.intensity import normalise_volume
 from segkit.provenance import digest_files, provenance_step
 from segkit.resample import resample_image, resample_mask, resampled_spacing
 from segkit.roi import DEFAULT_ROI_PATTERNS, RoiReport, RoiSelector
-from segkit.rtstruct import rtstruct_frame_of_reference, rtstruct_masks, rtstruct_referenced_instances, rtstruct_rois
+from segkit.rtstruct import check_rtstruct, rtstruct_frame_of_reference, rtstruct_masks, rtstruct_referenced_instances, rtstruct_rois
 from segkit.segmask import seg_masks, seg_referenced_instances, seg_segments
 from segkit.split import assign_split
 from segkit._version import __version__
@@ -77,6 +77,11 @@ class ConvertOptions:
     lenient:
         Turn contour problems (on no slice, not planar) and an RTSTRUCT frame of
         reference that differs from the series it references into warnings.
+        It does not cover contours *off* the slice planes (see ``snap_contours``).
+    snap_contours:
+        Place contours that lie off every slice plane (farther than a tenth of
+        the spacing, 0.05 mm at least) on the nearest slice with a warning
+        instead of failing.
     seg_threshold:
         FRACTIONAL SEG values ``>=`` this are inside.
     """
@@ -90,12 +95,14 @@ class ConvertOptions:
     allow_uneven: bool = False
     lenient: bool = False
     seg_threshold: float = 0.5
+    snap_contours: bool = False
 
     def parameters(self) -> dict[str, Any]:
         return {
             "roi": list(self.roi or DEFAULT_ROI_PATTERNS), "size": self.size, "val_patients": self.val_patients,
             "test_patients": self.test_patients, "seed": self.seed, "masks": self.masks,
             "allow_uneven": self.allow_uneven, "lenient": self.lenient, "seg_threshold": self.seg_threshold,
+            "snap_contours": self.snap_contours,
         }
 
 
@@ -128,6 +135,7 @@ class _Task:
     allow_uneven: bool
     lenient: bool
     seg_threshold: float
+    snap_contours: bool = False
 
 
 @dataclass
@@ -242,6 +250,15 @@ def _plan(scan: Scan, options: ConvertOptions, select: RoiSelector) -> tuple[lis
     return chosen, report, skipped
 
 
+def _check_contours(plans: list[_Plan], scan: Scan, options: ConvertOptions, select: RoiSelector) -> None:
+    """Refuse contours off the slice planes (and, unless lenient, on no slice) before anything is written."""
+    headers = {i.path: i.header for i in scan.rtstructs}
+    for plan in plans:
+        for path in plan.rtstructs:
+            check_rtstruct(headers[path], plan.geometry, select, strict=not options.lenient,
+                           snap=options.snap_contours, label=scan.label(path))
+
+
 def _assign_pseudonyms(plans: list[_Plan], scan: Scan) -> None:
     deidentified = all(
         str(scan.images[p.geometry.series_uid][0].header.get("PatientIdentityRemoved", "")).upper() == "YES"
@@ -293,7 +310,8 @@ def _convert_series(task: _Task) -> _Result:
         found: dict[str, np.ndarray] = {}
         for path, what in task.rtstructs:
             ds = dcmread(path)
-            for name, m in rtstruct_masks(ds, volume, select, strict=not task.lenient, label=what, size=size).items():
+            for name, m in rtstruct_masks(ds, volume, select, strict=not task.lenient, snap=task.snap_contours,
+                                           label=what, size=size).items():
                 found[name] = found[name] | m if name in found else m
             rois.extend((r.name, False, False) for r in rtstruct_rois(ds) if not select(r.name))
         rt_mask = merged(found, shape)
@@ -392,6 +410,7 @@ def convert(
     select = RoiSelector(options.roi)
     scan = scan_folder(in_dir, progress=progress)
     plans, report, skipped = _plan(scan, options, select)
+    _check_contours(plans, scan, options, select)
     _assign_pseudonyms(plans, scan)
     split = assign_split({p.patient for p in plans}, val=options.val_patients, test=options.test_patients,
                          seed=options.seed)
@@ -407,7 +426,7 @@ def convert(
               segs=tuple((s, scan.label(s)) for s in p.segs),
               source="seg" if p.segs and options.masks != "rtstruct" else "rtstruct",
               roi=tuple(options.roi), size=options.size, allow_uneven=options.allow_uneven,
-              lenient=options.lenient, seg_threshold=options.seg_threshold)
+              lenient=options.lenient, seg_threshold=options.seg_threshold, snap_contours=options.snap_contours)
         for p in plans
     ]
     input_digest = digest_files(scan.files)
