@@ -38,6 +38,7 @@ __all__ = [
     "utc_now",
     "file_digest",
     "digest_files",
+    "combine_digests",
     "digest_tree",
     "provenance_step",
     "finish_step",
@@ -64,8 +65,15 @@ def digest_files(paths: Iterable[str | os.PathLike[str]]) -> str:
 
     Independent of file names and of the order ``paths`` come in.
     """
-    digests = sorted(file_digest(p) for p in paths)
-    return "sha256:" + hashlib.sha256("".join(d + "\n" for d in digests).encode()).hexdigest()
+    return combine_digests(file_digest(p) for p in paths)
+
+
+def combine_digests(digests: Iterable[str]) -> str:
+    """Return ``sha256:<hex>`` over per-file SHA-256 hex digests (any order), as :func:`digest_files` does.
+
+    For callers that hash the files while reading them anyway.
+    """
+    return "sha256:" + hashlib.sha256("".join(d + "\n" for d in sorted(digests)).encode()).hexdigest()
 
 
 def digest_tree(root: str | os.PathLike[str], exclude: Iterable[str] = ()) -> str:

@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -43,7 +43,8 @@ from segkit.resample import scale_polygon
 from segkit.volume import Volume
 
 __all__ = ["RoiContours", "rtstruct_rois", "rtstruct_frame_of_reference", "rtstruct_referenced_instances",
-           "rtstruct_masks", "check_rtstruct", "slice_tolerance", "SLICE_TOLERANCE_FLOOR_MM"]
+           "rtstruct_masks", "rtstruct_placement", "fill_placed", "check_rtstruct", "slice_tolerance",
+           "SLICE_TOLERANCE_FLOOR_MM"]
 
 log = logging.getLogger(__name__)
 
@@ -124,17 +125,22 @@ def _contour_data(contour: Dataset) -> np.ndarray | None:
     return np.asarray(contour.ContourData, dtype=np.float64)
 
 
-def _placed(
+def rtstruct_placement(
     ds: Dataset,
     volume: Volume,
     select: Callable[[str], bool],
     *,
-    strict: bool,
-    snap: bool,
-    label: str,
-    size: int | None,
+    strict: bool = True,
+    snap: bool = False,
+    label: str = "RTSTRUCT",
+    size: int | None = None,
 ) -> tuple[list[tuple[str, dict[int, list[np.ndarray]]]], list[str]]:
-    """Each selected ROI's name and polygons per slice (index coordinates), and the warnings to give."""
+    """Place the selected ROIs' contours on ``volume``'s slices (geometry only; no pixels are needed).
+
+    Returns ``(placed, warnings)``: each selected ROI's name with its polygons per
+    slice (index coordinates of the output grid), for :func:`fill_placed`, and the
+    warning lines to give.  Raises what :func:`rtstruct_masks` raises.
+    """
     warnings: list[str] = []
 
     def fail(what: str, why: str) -> None:
@@ -216,7 +222,7 @@ def check_rtstruct(
     ``volume`` may be geometry-only (``array is None``), so convert can refuse
     a structure set before it reads a pixel or creates anything at OUT.
     """
-    _placed(ds, volume, select, strict=strict, snap=snap, label=label, size=None)
+    rtstruct_placement(ds, volume, select, strict=strict, snap=snap, label=label, size=None)
 
 
 def rtstruct_masks(
@@ -267,12 +273,19 @@ def rtstruct_masks(
     DicomError
         If a contour's ContourData is malformed.
     """
-    placed, warnings = _placed(ds, volume, select, strict=strict, snap=snap, label=label, size=size)
+    placed, warnings = rtstruct_placement(ds, volume, select, strict=strict, snap=snap, label=label, size=size)
     for line in warnings:
         log.warning("%s", line)
     nz, ny, nx = volume.shape
     if size is not None:
         ny = nx = int(size)
+    return fill_placed(placed, (nz, ny, nx))
+
+
+def fill_placed(placed: Sequence[tuple[str, Mapping[int, Sequence[np.ndarray]]]],
+                shape: tuple[int, int, int]) -> dict[str, np.ndarray]:
+    """Rasterise placed contours (from :func:`rtstruct_placement`) into ROI name → boolean ``(z, y, x)`` mask."""
+    nz, ny, nx = shape
     masks: dict[str, np.ndarray] = {}
     for name, per_slice in placed:  # two ROIs of one name: the union of their masks
         mask = masks.get(name)

@@ -99,7 +99,8 @@ def run_lock(out: str | os.PathLike[str], command: str) -> Iterator[Path]:
     Parameters
     ----------
     out:
-        The run's output path (file or folder); its parent is created if needed.
+        The run's output path (file or folder); its parent is created if needed
+        (and removed again at the end if it is still empty).
     command:
         The command's name, recorded in the lock.
 
@@ -109,6 +110,7 @@ def run_lock(out: str | os.PathLike[str], command: str) -> Iterator[Path]:
         If a live run (or a run on another host) holds ``out``.
     """
     path = lock_path(out)
+    created = [d for d in [path.parent, *path.parent.parents] if not d.exists()]
     path.parent.mkdir(parents=True, exist_ok=True)
     host = socket.gethostname()
     record = {"pid": os.getpid(), "host": host, "start": _start_time(os.getpid()), "command": command,
@@ -140,3 +142,8 @@ def run_lock(out: str | os.PathLike[str], command: str) -> Iterator[Path]:
     finally:
         if (read_lock(path) or {}).get("pid") == os.getpid():
             path.unlink(missing_ok=True)
+        for folder in created:  # a run that wrote nothing leaves no empty folders either
+            try:
+                folder.rmdir()
+            except OSError:
+                break

@@ -4,9 +4,11 @@
 **in job order**, with a bounded number of jobs in flight (so memory stays
 bounded by a few results whatever the number of jobs):
 
-* ``executor=None`` / ``workers <= 1``: in this process;
+* ``workers <= 1``: in this process;
 * ``workers > 1``: a ``spawn`` :class:`~concurrent.futures.ProcessPoolExecutor`
-  whose workers call :func:`die_with_parent` first;
+  whose workers call :func:`die_with_parent` first — or, with ``threads=True``,
+  a thread pool (for work that releases the GIL: file reads, hashing, numpy,
+  Blosc; threads cannot outlive the process);
 * ``dask="tcp://host:8786"`` (or ``"local"``, ``"local:N"``): a
   ``dask.distributed`` cluster — an existing scheduler, or a LocalCluster of N
   worker processes started for the run (``pip install segkit[dask]``).
@@ -37,7 +39,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor
 from typing import Any, TypeVar
 
 from segkit.errors import MissingExtraError, UsageError
@@ -158,6 +160,7 @@ def ordered_map(
     jobs: Iterable[T],
     *,
     workers: int = 1,
+    threads: bool = False,
     dask: str | Any | None = None,
     in_flight: int | None = None,
     initializer: Callable[..., None] | None = None,
@@ -173,6 +176,8 @@ def ordered_map(
         Picklable arguments, one per call; consumed lazily.
     workers:
         Local worker processes (``<= 1``: in this process); ignored with ``dask``.
+    threads:
+        Local workers are threads of this process instead of processes.
     dask:
         A scheduler address, ``"local[:N]"``, or a ``distributed.Client`` (left open).
     in_flight:
@@ -201,7 +206,14 @@ def ordered_map(
             if own:
                 _close_client(client)
         return
-    pool = process_pool(workers, initializer, initargs)
+    if threads:
+        from concurrent.futures import ThreadPoolExecutor
+
+        if initializer is not None:
+            initializer(*initargs)
+        pool: Any = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="segkit-worker")
+    else:
+        pool = process_pool(workers, initializer, initargs)
     try:
         yield from _windowed(lambda job: pool.submit(fn, job), jobs, in_flight or workers)
     finally:
