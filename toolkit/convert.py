@@ -229,7 +229,7 @@ def _plan(scan: Scan, options: ConvertOptions, select: RoiSelector) -> tuple[lis
         uid = _best_series(rtstruct_referenced_instances(inst.header), rtstruct_frame_of_reference(inst.header),
                            plans, what)
         plans[uid].rtstructs.append(inst.path)
-    for inst in scan.segs:
+    for inst in scan.segs if options.masks != "rtstruct" else ():  # --masks rtstruct: SEGs play no part
         what = scan.label(inst.path)
         frame = {str(inst.header.get("FrameOfReferenceUID", ""))}
         uid = _best_series(seg_referenced_instances(inst.header), frame, plans, what)
@@ -320,11 +320,11 @@ def _convert_series(task: _Task) -> _Result:
     rois: list[tuple[str, bool, bool]] = []
 
     def merged(found: dict[str, np.ndarray], shape: tuple[int, int, int]) -> np.ndarray:
-        out = np.zeros(shape, dtype=bool)
+        out = None
         for name, m in found.items():
-            out |= m
             rois.append((name, True, not m.any()))
-        return out
+            out = m if out is None else out | m
+        return np.zeros(shape, dtype=bool) if out is None else out
 
     size = task.size
     shape = volume.shape if size is None else (volume.shape[0], size, size)
@@ -429,6 +429,7 @@ def _convert_locked(in_dir: Path, out: Path, options: ConvertOptions, *, workers
     plans, report, skipped = _plan(scan, options, select)
     _place_contours(plans, scan, options, select)
     _assign_pseudonyms(plans, scan)
+    scan.images, scan.rtstructs, scan.segs = {}, [], []  # the headers are planned: let them go
     split = assign_split({p.patient for p in plans}, val=options.val_patients, test=options.test_patients,
                          seed=options.seed)
     matrices = sorted({p.geometry.matrix for p in plans})

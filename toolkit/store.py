@@ -178,13 +178,13 @@ def encode_slices(image: np.ndarray, mask: np.ndarray) -> EncodedSlices:
     if mask.dtype != np.bool_ and np.any((mask != 0) & (mask != 1)):
         raise UsageError("store writer", "masks must be binary (0/1)")
     image = image.astype("<f4", copy=False)
-    mask = mask.astype(np.uint8, copy=False)
-    return EncodedSlices([_encode(plane) for plane in image], [_encode(plane) for plane in mask],
+    # plane by plane: no volume-sized copy of the mask
+    return EncodedSlices([_encode(plane) for plane in image], [_encode(plane.astype(np.uint8)) for plane in mask],
                          mask.reshape(len(mask), -1).any(axis=1))
 
 
-def _shard_bytes(chunks: Sequence[bytes | None], per_shard: int) -> bytes | None:
-    """One shard as zarr's ShardingCodec writes it (index at the end, CRC-32C), or ``None`` if empty."""
+def _shard_parts(chunks: Sequence[bytes | None], per_shard: int) -> list[bytes] | None:
+    """One shard's byte pieces as zarr's ShardingCodec lays them out (index at the end, CRC-32C), or ``None`` if empty."""
     import google_crc32c
 
     index = np.full((per_shard, 2), np.iinfo(np.uint64).max, dtype="<u8")
@@ -198,7 +198,7 @@ def _shard_bytes(chunks: Sequence[bytes | None], per_shard: int) -> bytes | None
         return None
     index_bytes = index.tobytes()
     crc = np.array([google_crc32c.value(index_bytes)], dtype="<u4").tobytes()
-    return b"".join([*parts, index_bytes, crc])
+    return [*parts, index_bytes, crc]
 
 
 def store_digest(path: str | os.PathLike[str]) -> str:
@@ -578,13 +578,14 @@ class StoreWriter:
             array = self._group[name]
             if array.shape[0] < stop:
                 array.resize((stop, h, w))  # never below rows reserved for other writers
-            blob = _shard_bytes(data, self.shard_slices)
+            parts = _shard_parts(data, self.shard_slices)
             target = self._tmp / name / "c" / str(shard) / "0" / "0"
-            if blob is None:
+            if parts is None:
                 target.unlink(missing_ok=True)
             else:
                 target.parent.mkdir(parents=True, exist_ok=True)
-                target.write_bytes(blob)
+                with open(target, "wb") as fh:
+                    fh.writelines(parts)  # no shard-sized join
         self._written = stop
         self._pending = _Pending()
         if self.resume_key is not None and stop % self.shard_slices == 0:
