@@ -463,13 +463,14 @@ def _convert_locked(in_dir: Path, out: Path, options: ConvertOptions, *, workers
             for (plan, task), result in zip(todo, ordered_map(_convert_series, tasks, workers=workers, threads=True,
                                                               dask=dask)):
                 n = len(result.positions)
+                # attributes first: appending may complete a shard, and the journal then records them
+                writer.attrs.setdefault("spacing", {})[plan.series] = result.spacing
+                writer.attrs.setdefault("normalisation", {})[plan.series] = result.normalisation
+                writer.attrs.setdefault("series", {})[plan.series] = _series_info(plan, result)
                 writer.append_encoded(result.slices, patient=plan.patient, series=plan.series,
                                       split=split[plan.patient], index=np.arange(task.skip, n, dtype=np.int32),
                                       position=result.positions[task.skip:])
                 digests.update(result.digests)
-                writer.attrs.setdefault("spacing", {})[plan.series] = result.spacing
-                writer.attrs.setdefault("normalisation", {})[plan.series] = result.normalisation
-                writer.attrs.setdefault("series", {})[plan.series] = _series_info(plan, result)
                 bar(n - task.skip)
             for info in writer.attrs["series"].values():
                 for name, state in sorted(info["rois"].items()):

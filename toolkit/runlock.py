@@ -23,18 +23,20 @@ in OUT's parent before anything else is done:
 
 from __future__ import annotations
 
+import functools
+import inspect
 import json
 import logging
 import os
 import socket
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 from segkit.errors import SegkitError
 
-__all__ = ["RunLockedError", "run_lock", "lock_path", "read_lock"]
+__all__ = ["RunLockedError", "run_lock", "locks_output", "lock_path", "read_lock"]
 
 log = logging.getLogger(__name__)
 
@@ -147,3 +149,23 @@ def run_lock(out: str | os.PathLike[str], command: str) -> Iterator[Path]:
                 folder.rmdir()
             except OSError:
                 break
+
+
+def locks_output(parameter: str, command: str) -> Callable[[Callable], Callable]:
+    """Decorate a command's library function so it holds :func:`run_lock` on its ``parameter`` argument.
+
+    >>> @locks_output("dst", "augment")          # doctest: +SKIP
+    ... def augment_store(src, dst, ...): ...
+    """
+    def decorate(fn: Callable) -> Callable:
+        signature = inspect.signature(fn)
+
+        @functools.wraps(fn)
+        def locked(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202 - the wrapped function's own
+            out = signature.bind(*args, **kwargs).arguments[parameter]
+            with run_lock(out, command):
+                return fn(*args, **kwargs)
+
+        return locked
+
+    return decorate
