@@ -104,3 +104,15 @@ def test_killed_augment_takes_its_worker_pool_with_it(tmp_path):
     family = _kill_and_check(proc, out)
     assert len(family) >= 2  # the pool's workers (and multiprocessing's resource tracker) were there, and are gone
     assert open_store(tmp_path / "ref.zarr")  # the input is untouched
+
+
+def test_killed_convert_on_a_local_dask_cluster_takes_its_worker_processes_with_it(tmp_path):
+    pytest.importorskip("distributed", reason="the 'dask' extra runs convert on Dask")
+    cohort = _small_store(tmp_path)
+    out = tmp_path / "run" / "s.zarr"
+    cmd = [SEGKIT, "convert", str(cohort), str(out), "--dask", "local:2", "--val-patients", "1", "--test-patients", "1"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    journal = out.parent / f".{out.name}.partial" / "segkit-resume.json"
+    _wait_for(lambda: journal.exists() and len(_descendants(proc.pid)) >= 2, "the cluster converted a shard", proc)
+    family = _kill_and_check(proc, out)
+    assert len(family) >= 2  # the cluster's worker processes were there, and are gone

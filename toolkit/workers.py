@@ -140,6 +140,10 @@ def dask_client(address: str, *, threads: bool = False) -> Any:
                                dashboard_address=None)
         client = Client(cluster, set_as_default=False)
         client._segkit_cluster = cluster  # closed with the client
+        if not threads:  # the worker processes are this process's children: they die with it
+            from segkit.dask_plugin import DieWithParent
+
+            client.register_plugin(DieWithParent(os.getpid()))
         return client
     try:
         return Client(where, set_as_default=False, timeout="30s")
