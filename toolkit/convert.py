@@ -28,6 +28,7 @@ import hashlib
 import json
 import logging
 import os
+import threading
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
@@ -57,6 +58,8 @@ __all__ = ["MASK_SOURCES", "ConvertOptions", "ConvertReport", "convert"]
 log = logging.getLogger(__name__)
 
 MASK_SOURCES = ("auto", "rtstruct", "seg")
+#: Worker threads normalise one volume at a time (reading, masks and compression overlap it).
+_NORMALISING = threading.Lock()
 #: Below this Dice between a series' SEG and RTSTRUCT masks, convert warns.
 AGREEMENT_WARNING = 0.95
 
@@ -350,7 +353,8 @@ def _convert_series(task: _Task) -> _Result:
             log.warning("warning: series %s: its SEG and RTSTRUCT agree poorly (Dice %.3f); using the SEG",
                         task.where, agreement)
     raw, volume = volume.array, replace(volume, array=None)
-    image, normalisation = normalise_volume(raw)
+    with _NORMALISING:  # it needs two more volume-sized buffers: one series at a time bounds the peak memory
+        image, normalisation = normalise_volume(raw)
     del raw
     if size is not None:
         image = resample_image(image, size)
