@@ -52,6 +52,7 @@ attributes, and :meth:`Store.indices` to select rows by split/source.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -201,14 +202,14 @@ def _shard_parts(chunks: Sequence[bytes | None], per_shard: int) -> list[bytes] 
     return [*parts, index_bytes, crc]
 
 
-def store_digest(path: str | os.PathLike[str]) -> str:
+def store_digest(path: str | os.PathLike[str], known: Mapping[str, str] | None = None) -> str:
     """Return the store's output digest: every file except the root ``zarr.json``.
 
     The root ``zarr.json`` holds the attributes, provenance (and its times)
     included, so it is left out; everything else — the data, the table and the
     arrays' metadata — is covered.
     """
-    return digest_tree(path, exclude=("zarr.json",))
+    return digest_tree(path, exclude=("zarr.json",), known=known)
 
 
 def validate_attrs(attrs: Mapping[str, Any]) -> None:
@@ -299,6 +300,7 @@ class StoreWriter:
         self._group = None
         self._written = 0
         self._pending = _Pending()
+        self._shard_digests: dict[str, str] = {}  # shards this writer wrote: hashed from memory, not re-read
         self._columns: dict[str, list[np.ndarray]] = {name: [] for name in TABLE_COLUMNS}
         self._closed = False
 
@@ -527,7 +529,8 @@ class StoreWriter:
             if missing:
                 raise UsageError("store writer", f"no spacing recorded for {len(missing)} series (e.g. {missing[0]})")
             self._group = None
-            steps = self.provenance[:-1] + [finish_step(self.provenance[-1], store_digest(self._tmp))]
+            steps = self.provenance[:-1] + [finish_step(self.provenance[-1],
+                                                        store_digest(self._tmp, self._shard_digests))]
             attrs = {
                 **self.attrs,
                 "format": FORMAT,
@@ -579,13 +582,19 @@ class StoreWriter:
             if array.shape[0] < stop:
                 array.resize((stop, h, w))  # never below rows reserved for other writers
             parts = _shard_parts(data, self.shard_slices)
-            target = self._tmp / name / "c" / str(shard) / "0" / "0"
+            key = f"{name}/c/{shard}/0/0"
+            target = self._tmp / key
+            self._shard_digests.pop(key, None)
             if parts is None:
                 target.unlink(missing_ok=True)
             else:
                 target.parent.mkdir(parents=True, exist_ok=True)
                 with open(target, "wb") as fh:
                     fh.writelines(parts)  # no shard-sized join
+                digest = hashlib.sha256()
+                for part in parts:
+                    digest.update(part)
+                self._shard_digests[key] = digest.hexdigest()
         self._written = stop
         self._pending = _Pending()
         if self.resume_key is not None and stop % self.shard_slices == 0:
