@@ -8,6 +8,7 @@ TensorFlow.
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -199,7 +200,8 @@ def _keygen(key: Path, force: bool) -> None:
 @click.option("--val-patients", type=click.IntRange(0), default=1, show_default=True, help="Patients in validation.")
 @click.option("--test-patients", type=click.IntRange(0), default=1, show_default=True, help="Patients in test.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the patient split.")
-@click.option("--workers", type=click.IntRange(1, 64), default=1, show_default=True,
+@click.option("--workers", type=click.IntRange(1, 64), default=lambda: min(2, os.cpu_count() or 1),
+              show_default="2, or 1 on one core",
               help="Series converted in parallel, in threads (output is identical; ~0.4 GB each at 175x512²).")
 @click.option("--dask", "dask", metavar="ADDRESS", default=None,
               help="Spread series over a Dask cluster: a scheduler address (tcp://host:8786) or local[:N] "
