@@ -8,7 +8,8 @@ Generates (or reuses) a synthetic cohort, then runs each tool in its own
 process (so peak memory is that process's own maximum resident set size):
 
 * ``segkit convert`` — the whole command: images + RTSTRUCT masks (``--masks rtstruct``)
-  + normalisation + the Zarr store;
+  + normalisation + the Zarr store, with ``--workers 1`` and ``2`` (``--workers``), checking
+  that both give the same store digest;
 * ``segkit masks`` — only what the reference tools do: read each series and
   rasterise its RTSTRUCT (``segkit.rtstruct.rtstruct_masks``);
 * ``rt-utils`` (``pip install rt-utils``) — ``RTStructBuilder.create_from(...).get_roi_mask_by_name``;
@@ -152,6 +153,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--slices", type=int, default=175)
     parser.add_argument("--size", type=int, default=512)
     parser.add_argument("--cohort", type=Path, default=Path(tempfile.gettempdir()) / "segkit-bench-convert")
+    parser.add_argument("--workers", type=int, nargs="+", default=[1, 2], help="segkit convert --workers to time")
     parser.add_argument("--run", choices=sorted(RUNNERS), help=argparse.SUPPRESS)
     parser.add_argument("--out", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -164,14 +166,25 @@ def main(argv: list[str] | None = None) -> None:
     rows: list[tuple[str, float | None, float | None, tuple | None, str]] = []
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        # segkit convert, the whole command
-        store = tmp / "s.zarr"
+        # segkit convert, the whole command, with 1 and 2 worker threads (one process: its peak RSS is all of it)
+        from segkit.store import store_digest
+
         segkit = _segkit()
         held_out = "1" if args.patients >= 3 else "0"
-        wall, rss, rc = _measure([segkit, "convert", str(cohort), str(store), "--masks", "rtstruct",
-                                  "--val-patients", held_out, "--test-patients", held_out])
-        rows.append(("segkit convert (all)", wall, rss, _score(_segkit_store_masks(store, cohort), cohort) if rc == 0
-                     else None, "images + masks + normalisation + Zarr store"))
+        digests = []
+        for workers in args.workers:
+            store = tmp / f"s{workers}.zarr"
+            wall, rss, rc = _measure([segkit, "convert", str(cohort), str(store), "--masks", "rtstruct",
+                                      "--val-patients", held_out, "--test-patients", held_out,
+                                      "--workers", str(workers)])
+            rows.append((f"segkit convert -w{workers}", wall, rss,
+                         _score(_segkit_store_masks(store, cohort), cohort) if rc == 0 else None,
+                         "whole command: images + masks + normalisation + Zarr store"))
+            if rc == 0:
+                digests.append(store_digest(store))
+                shutil.rmtree(store)
+        if len(set(digests)) > 1:
+            print("    ! the stores of different --workers differ", file=sys.stderr)
         # masks only: segkit, rt-utils
         for name in ("segkit-masks", "rt-utils"):
             out = tmp / name

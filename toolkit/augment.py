@@ -36,7 +36,6 @@ import json
 import logging
 import multiprocessing
 import os
-import threading
 from collections import deque
 from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -53,7 +52,9 @@ from segkit.augment_ops import DEFAULT_OPS, apply_ops, make_ops
 from segkit.augment_plan import PlannedSample, draw_plan, parse_transform, plan_digest
 from segkit.errors import InputError, UsageError
 from segkit.provenance import provenance_step
+from segkit.runlock import locks_output
 from segkit.store import StoreWriter, open_store, write_rows
+from segkit.workers import die_with_parent
 
 __all__ = ["AugmentResult", "augment_store", "DEFAULT_TARGET", "BLOCK"]
 
@@ -93,6 +94,7 @@ class AugmentResult:
     resumed_from: int
 
 
+@locks_output("dst", "augment")  # a second run into the same dst is refused at once
 def augment_store(
     src: str | os.PathLike[str],
     dst: str | os.PathLike[str],
@@ -266,18 +268,9 @@ def _open_cached(src: str) -> Any:
 
 def _worker_init() -> None:
     cv2.setNumThreads(1)
-    # A pool worker blocks on its task queue and would outlive a killed parent;
-    # exit as soon as the parent is gone (the rerun recomputes the lost shards).
-    parent = multiprocessing.parent_process()
-    if parent is not None:
-        threading.Thread(target=_exit_with, args=(parent.sentinel,), daemon=True).start()
-
-
-def _exit_with(sentinel: int) -> None:
-    from multiprocessing.connection import wait
-
-    wait([sentinel])
-    os._exit(1)
+    # A pool worker blocks on its task queue and would outlive a killed parent (SIGKILL
+    # included); it exits as soon as the parent is gone (the rerun recomputes the lost shards).
+    die_with_parent()
 
 
 def _append_in_process(writer: StoreWriter, src: Path, output: _OutputRows, start: int, bar: Any) -> None:

@@ -1,13 +1,19 @@
 """``segkit convert``: DICOM images + RTSTRUCT/SEG → the segkit slice store.
 
 One pass over headers plans everything — which RTSTRUCT/SEG belongs to which
-series, each series' geometry, the ROIs that match, the patient split, the
+series, each series' geometry, where each slice's pixels start in its file,
+the ROIs that match and where every contour lies, the patient split, the
 output matrix — so every problem that headers can reveal stops the run before
-a pixel is read.  Then one series at a time (optionally in worker processes,
-results taken in plan order) is read, its masks rasterised, its intensities
-normalised and resampled, and its slices streamed into a
-:class:`~segkit.store.StoreWriter`, which only renames the store into place
-when it is complete.
+a pixel is read.  Then each series is converted by a pure function of a small
+picklable task (:func:`_convert_series`: each file read once — hashed for the
+provenance and its pixels taken from the same bytes —, masks filled from the
+placed contours, intensities normalised and resampled, slices compressed into
+the store's chunks), in worker threads, worker processes or on a Dask cluster
+(:func:`segkit.workers.ordered_map`), results taken in plan order; the
+:class:`~segkit.store.StoreWriter` only assembles shards from the compressed
+chunks and renames the store into place when it is complete.  The output does
+not depend on where a series was converted.  A lock file beside OUT
+(:mod:`segkit.runlock`) refuses a second run into the same OUT.
 
 Pseudonyms: the store names patients by their PatientID when the input is
 marked de-identified (PatientIdentityRemoved = YES, as ``segkit anonymize``
@@ -22,34 +28,38 @@ import hashlib
 import json
 import logging
 import os
+import threading
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import Future, ProcessPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from segkit.logsetup import configure_logging  # spawned workers start unconfigured
-from segkit.dicomio import Instance, Scan, read_header, scan_folder
+from segkit.dicomio import Scan, scan_folder
 from segkit.errors import GeometryError, InputError, OutputExistsError, UsageError
 from segkit.intensity import normalise_volume
-from segkit.provenance import digest_files, provenance_step
+from segkit.provenance import combine_digests, file_digest, provenance_step
 from segkit.resample import resample_image, resample_mask, resampled_spacing
 from segkit.roi import DEFAULT_ROI_PATTERNS, RoiReport, RoiSelector
-from segkit.rtstruct import rtstruct_frame_of_reference, rtstruct_masks, rtstruct_referenced_instances, rtstruct_rois
+from segkit.rtstruct import (fill_placed, rtstruct_frame_of_reference, rtstruct_placement,
+                             rtstruct_referenced_instances, rtstruct_rois)
+from segkit.runlock import run_lock
 from segkit.segmask import seg_masks, seg_referenced_instances, seg_segments
 from segkit.split import assign_split
 from segkit._version import __version__
-from segkit.store import StoreWriter, open_store
-from segkit.volume import Volume, read_volume, volume_geometry
+from segkit.store import EncodedSlices, StoreWriter, encode_slices, open_store
+from segkit.volume import PixelSource, Volume, pixel_source, read_volume_pixels, volume_geometry
+from segkit.workers import ordered_map
 
 __all__ = ["MASK_SOURCES", "ConvertOptions", "ConvertReport", "convert"]
 
 log = logging.getLogger(__name__)
 
 MASK_SOURCES = ("auto", "rtstruct", "seg")
+#: Worker threads normalise one volume at a time (reading, masks and compression overlap it).
+_NORMALISING = threading.Lock()
 #: Below this Dice between a series' SEG and RTSTRUCT masks, convert warns.
 AGREEMENT_WARNING = 0.95
 
@@ -77,6 +87,11 @@ class ConvertOptions:
     lenient:
         Turn contour problems (on no slice, not planar) and an RTSTRUCT frame of
         reference that differs from the series it references into warnings.
+        It does not cover contours *off* the slice planes (see ``snap_contours``).
+    snap_contours:
+        Place contours that lie off every slice plane (farther than a tenth of
+        the spacing, 0.05 mm at least) on the nearest slice with a warning
+        instead of failing.
     seg_threshold:
         FRACTIONAL SEG values ``>=`` this are inside.
     """
@@ -90,12 +105,14 @@ class ConvertOptions:
     allow_uneven: bool = False
     lenient: bool = False
     seg_threshold: float = 0.5
+    snap_contours: bool = False
 
     def parameters(self) -> dict[str, Any]:
         return {
             "roi": list(self.roi or DEFAULT_ROI_PATTERNS), "size": self.size, "val_patients": self.val_patients,
             "test_patients": self.test_patients, "seed": self.seed, "masks": self.masks,
             "allow_uneven": self.allow_uneven, "lenient": self.lenient, "seg_threshold": self.seg_threshold,
+            "snap_contours": self.snap_contours,
         }
 
 
@@ -108,38 +125,45 @@ class _Plan:
     patient: str = ""
     series: str = ""
     image_paths: list[Path] = field(default_factory=list)
+    pixels: list[PixelSource] = field(default_factory=list)  # in slice order
+    modality: str = ""
     rtstructs: list[Path] = field(default_factory=list)
     segs: list[Path] = field(default_factory=list)
     geometry: Volume | None = None
     sort_key: tuple = ()
+    placed: list[tuple[str, dict[int, list[np.ndarray]]]] = field(default_factory=list)
+    rt_unmatched: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
 class _Task:
-    """What a worker needs to convert one series (picklable, no headers)."""
+    """What a worker needs to convert one series (picklable, no headers, no PHI)."""
 
     where: str
-    image_paths: tuple[Path, ...]
-    rtstructs: tuple[tuple[Path, str], ...]
+    geometry: Volume  # geometry only
+    pixels: tuple[PixelSource, ...]  # in slice order
+    modality: str
+    has_rtstruct: bool
+    placed: tuple[tuple[str, dict[int, list[np.ndarray]]], ...]  # RTSTRUCT contours on the output grid
+    rt_unmatched: tuple[str, ...]
     segs: tuple[tuple[Path, str], ...]
     source: str  # rtstruct | seg
     roi: tuple[str, ...]
     size: int | None
-    allow_uneven: bool
-    lenient: bool
     seg_threshold: float
+    skip: int = 0  # leading slices already in the store (a resumed run)
 
 
 @dataclass
 class _Result:
-    image: np.ndarray
-    mask: np.ndarray
+    slices: EncodedSlices  # slices skip… of the series, compressed
     positions: np.ndarray
     normalisation: dict[str, Any]
     spacing: list[float]
     native: dict[str, Any]
     rois: list[tuple[str, bool, bool]]
     agreement: float | None
+    digests: dict[str, str]  # image file → SHA-256
 
 
 @dataclass
@@ -194,10 +218,11 @@ def _plan(scan: Scan, options: ConvertOptions, select: RoiSelector) -> tuple[lis
     for uid, instances in sorted(scan.images.items(), key=lambda kv: sorted(i.path for i in kv[1])[0]):
         paths = sorted(i.path for i in instances)
         where = scan.label(paths[0].parent)
-        geometry, _ = volume_geometry(instances, where, allow_uneven=options.allow_uneven)
+        geometry, order = volume_geometry(instances, where, allow_uneven=options.allow_uneven)
         header = instances[0].header
         plans[uid] = _Plan(where=where, patient_id=str(header.get("PatientID", "")), image_paths=paths,
-                           geometry=geometry,
+                           pixels=[pixel_source(instances[i]) for i in order],
+                           modality=str(header.get("Modality", "")), geometry=geometry,
                            sort_key=(int(header.get("SeriesNumber", 0) or 0), uid))
     report = RoiReport()
     if not plans:
@@ -207,7 +232,7 @@ def _plan(scan: Scan, options: ConvertOptions, select: RoiSelector) -> tuple[lis
         uid = _best_series(rtstruct_referenced_instances(inst.header), rtstruct_frame_of_reference(inst.header),
                            plans, what)
         plans[uid].rtstructs.append(inst.path)
-    for inst in scan.segs:
+    for inst in scan.segs if options.masks != "rtstruct" else ():  # --masks rtstruct: SEGs play no part
         what = scan.label(inst.path)
         frame = {str(inst.header.get("FrameOfReferenceUID", ""))}
         uid = _best_series(seg_referenced_instances(inst.header), frame, plans, what)
@@ -242,6 +267,25 @@ def _plan(scan: Scan, options: ConvertOptions, select: RoiSelector) -> tuple[lis
     return chosen, report, skipped
 
 
+def _place_contours(plans: list[_Plan], scan: Scan, options: ConvertOptions, select: RoiSelector) -> None:
+    """Place every RTSTRUCT contour on its slice from the headers alone.
+
+    Contours off the slice planes (and, unless lenient, on no slice) stop the
+    run here, before anything is written; the placed polygons go to the workers,
+    which never parse the structure set again.
+    """
+    headers = {i.path: i.header for i in scan.rtstructs}
+    for plan in plans:
+        for path in plan.rtstructs:
+            placed, warnings = rtstruct_placement(headers[path], plan.geometry, select, strict=not options.lenient,
+                                                  snap=options.snap_contours, label=scan.label(path),
+                                                  size=options.size)
+            for line in warnings:
+                log.warning("%s", line)
+            plan.placed.extend(placed)
+            plan.rt_unmatched.extend(r.name for r in rtstruct_rois(headers[path]) if not select(r.name))
+
+
 def _assign_pseudonyms(plans: list[_Plan], scan: Scan) -> None:
     deidentified = all(
         str(scan.images[p.geometry.series_uid][0].header.get("PatientIdentityRemoved", "")).upper() == "YES"
@@ -271,34 +315,28 @@ def _dice(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def _convert_series(task: _Task) -> _Result:
-    """Read one series and its masks; normalise and resample (runs in a worker)."""
+    """Read one series, fill its masks, normalise, resample and compress its slices (pure; runs anywhere)."""
     from pydicom import dcmread
 
-    instances = [Instance(p, read_header(p)) for p in task.image_paths]
-    volume = read_volume(instances, task.where, allow_uneven=task.allow_uneven)
+    volume, digests = read_volume_pixels(task.geometry, task.pixels)
     select = RoiSelector(task.roi)
     rois: list[tuple[str, bool, bool]] = []
 
     def merged(found: dict[str, np.ndarray], shape: tuple[int, int, int]) -> np.ndarray:
-        out = np.zeros(shape, dtype=bool)
+        out = None
         for name, m in found.items():
-            out |= m
             rois.append((name, True, not m.any()))
-        return out
+            out = m if out is None else out | m
+        return np.zeros(shape, dtype=bool) if out is None else out
 
     size = task.size
     shape = volume.shape if size is None else (volume.shape[0], size, size)
     rt_mask = seg_mask = None
-    if task.rtstructs:
-        found: dict[str, np.ndarray] = {}
-        for path, what in task.rtstructs:
-            ds = dcmread(path)
-            for name, m in rtstruct_masks(ds, volume, select, strict=not task.lenient, label=what, size=size).items():
-                found[name] = found[name] | m if name in found else m
-            rois.extend((r.name, False, False) for r in rtstruct_rois(ds) if not select(r.name))
-        rt_mask = merged(found, shape)
+    if task.has_rtstruct:
+        rt_mask = merged(fill_placed(task.placed, shape), shape)
+        rois.extend((name, False, False) for name in task.rt_unmatched)
     if task.segs:
-        found = {}
+        found: dict[str, np.ndarray] = {}
         for path, what in task.segs:
             ds = dcmread(path)
             for name, m in seg_masks(ds, volume, select, threshold=task.seg_threshold, label=what).items():
@@ -314,40 +352,29 @@ def _convert_series(task: _Task) -> _Result:
         if agreement < AGREEMENT_WARNING:
             log.warning("warning: series %s: its SEG and RTSTRUCT agree poorly (Dice %.3f); using the SEG",
                         task.where, agreement)
-    image, normalisation = normalise_volume(volume.array)
+    raw, volume = volume.array, replace(volume, array=None)
+    with _NORMALISING:  # it needs two more volume-sized buffers: one series at a time bounds the peak memory
+        image, normalisation = normalise_volume(raw)
+    del raw
     if size is not None:
         image = resample_image(image, size)
     dy, dx = volume.pixel_spacing if size is None else resampled_spacing(volume.pixel_spacing, volume.matrix, size)
     native = {"matrix": list(volume.matrix), "pixel_spacing": list(volume.pixel_spacing),
               "slice_spacing": volume.slice_spacing, "slices": volume.shape[0],
-              "modality": str(instances[0].header.get("Modality", "")), "mask_source": task.source.upper()}
-    return _Result(image=image, mask=mask.astype(np.uint8), positions=volume.positions, normalisation=normalisation,
-                   spacing=[volume.slice_spacing, dy, dx], native=native, rois=rois, agreement=agreement)
+              "modality": task.modality, "mask_source": task.source.upper()}
+    slices = encode_slices(image[task.skip:], mask[task.skip:])
+    return _Result(slices=slices, positions=volume.positions, normalisation=normalisation,
+                   spacing=[volume.slice_spacing, dy, dx], native=native, rois=rois, agreement=agreement,
+                   digests=digests)
 
 
-def _results(tasks: Sequence[_Task], workers: int) -> Iterator[_Result]:
-    """Convert series in plan order; with workers, at most ``workers`` volumes are in flight."""
-    if workers <= 1 or len(tasks) <= 1:
-        for task in tasks:
-            yield _convert_series(task)
-        return
-    import multiprocessing
-
-    level = logging.getLogger("segkit").getEffectiveLevel()
-    with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
-                             initializer=configure_logging, initargs=(level,)) as pool:
-        pending: list[Future] = []
-        queue = iter(tasks)
-        for task in queue:
-            pending.append(pool.submit(_convert_series, task))
-            if len(pending) >= workers:
-                break
-        while pending:
-            result = pending.pop(0).result()
-            nxt = next(queue, None)
-            if nxt is not None:
-                pending.append(pool.submit(_convert_series, nxt))
-            yield result
+def _file_identity(scan: Scan) -> list[tuple[str, int, int]]:
+    """(path relative to the input, size, modification time) of every input file: what a resume must match."""
+    out = []
+    for path in scan.files:
+        st = path.stat()
+        out.append((scan.label(path), st.st_size, st.st_mtime_ns))
+    return sorted(out)
 
 
 # --------------------------------------------------------------------------- entry point
@@ -357,6 +384,7 @@ def convert(
     options: ConvertOptions = ConvertOptions(),
     *,
     workers: int = 1,
+    dask: str | Any | None = None,
     overwrite: bool = False,
     progress: bool = False,
 ) -> ConvertReport:
@@ -371,7 +399,11 @@ def convert(
     options:
         See :class:`ConvertOptions`.
     workers:
-        Worker processes reading series in parallel (the output does not depend on it).
+        Series converted in parallel, in worker threads (the output does not depend on it).
+    dask:
+        Spread the series over a Dask cluster instead: a scheduler address
+        (``tcp://host:8786``), ``"local"`` / ``"local:N"`` (a LocalCluster of N
+        processes for this run) or a ``distributed.Client``; the output is the same.
     overwrite:
         Replace ``out`` if it exists.
     progress:
@@ -389,10 +421,19 @@ def convert(
         raise UsageError("--size", "must be a positive number of pixels")
     if out.exists() and not overwrite:
         raise OutputExistsError(str(out), "already exists; choose another path or pass --force")
+    with run_lock(out, "convert"):
+        return _convert_locked(Path(in_dir), out, options, workers=workers, dask=dask, overwrite=overwrite,
+                               progress=progress)
+
+
+def _convert_locked(in_dir: Path, out: Path, options: ConvertOptions, *, workers: int, dask: str | Any | None,
+                    overwrite: bool, progress: bool) -> ConvertReport:
     select = RoiSelector(options.roi)
     scan = scan_folder(in_dir, progress=progress)
     plans, report, skipped = _plan(scan, options, select)
+    _place_contours(plans, scan, options, select)
     _assign_pseudonyms(plans, scan)
+    scan.images, scan.rtstructs, scan.segs = {}, [], []  # the headers are planned: let them go
     split = assign_split({p.patient for p in plans}, val=options.val_patients, test=options.test_patients,
                          seed=options.seed)
     matrices = sorted({p.geometry.matrix for p in plans})
@@ -401,24 +442,16 @@ def convert(
         raise UsageError("--size", f"the series have different matrices ({shown}); pass --size N to resample "
                                    f"every slice to NxN")
     size = (options.size, options.size) if options.size is not None else matrices[0]
-    tasks = [
-        _Task(where=p.where, image_paths=tuple(p.image_paths),
-              rtstructs=tuple((r, scan.label(r)) for r in p.rtstructs),
-              segs=tuple((s, scan.label(s)) for s in p.segs),
-              source="seg" if p.segs and options.masks != "rtstruct" else "rtstruct",
-              roi=tuple(options.roi), size=options.size, allow_uneven=options.allow_uneven,
-              lenient=options.lenient, seg_threshold=options.seg_threshold)
-        for p in plans
-    ]
-    input_digest = digest_files(scan.files)
-    step = provenance_step("convert", options.parameters(), input_digest=input_digest,
-                           input_files=len(scan.files), seed=options.seed)
-    # same inputs + options + segkit version ⇒ an interrupted run continues where it stopped
-    resume_key = hashlib.sha256(json.dumps({"parameters": options.parameters(), "input": input_digest,
+    # same input files + options + segkit version ⇒ an interrupted run continues where it stopped
+    resume_key = hashlib.sha256(json.dumps({"parameters": options.parameters(), "input": _file_identity(scan),
                                             "size": list(size), "segkit": __version__},
                                            sort_keys=True).encode()).hexdigest()
+    # the input digest is filled in at the end, from the file hashes the workers make while reading
+    step = provenance_step("convert", options.parameters(), input_digest=None, input_files=len(scan.files),
+                           seed=options.seed)
     lengths = [p.geometry.shape[0] for p in plans]
     bar = _progress(sum(lengths), progress)
+    digests: dict[str, str] = {}
     try:
         with StoreWriter(out, size, provenance=[step], overwrite=overwrite, resume_key=resume_key) as writer:
             done = writer.resumed
@@ -426,28 +459,43 @@ def convert(
                 log.info("resuming an interrupted run: %d of %d slices were already written", done, sum(lengths))
                 bar(done)
             todo, first = [], 0
-            for plan, task, n in zip(plans, tasks, lengths):
-                if first + n > done:
-                    todo.append((plan, task, max(0, done - first)))  # skip the rows already in the store
+            for plan, n in zip(plans, lengths):
+                if first + n > done:  # skip the rows already in the store
+                    todo.append((plan, _task(plan, scan, options, skip=max(0, done - first))))
                 first += n
-            for (plan, _, skip), result in zip(todo, _results([task for _, task, _ in todo], workers)):
-                n = result.image.shape[0]
-                writer.append(result.image[skip:], result.mask[skip:], patient=plan.patient, series=plan.series,
-                              split=split[plan.patient], index=np.arange(skip, n, dtype=np.int32),
-                              position=result.positions[skip:])
+            tasks = [task for _, task in todo]
+            for (plan, task), result in zip(todo, ordered_map(_convert_series, tasks, workers=workers, threads=True,
+                                                              dask=dask)):
+                n = len(result.positions)
+                # attributes first: appending may complete a shard, and the journal then records them
                 writer.attrs.setdefault("spacing", {})[plan.series] = result.spacing
                 writer.attrs.setdefault("normalisation", {})[plan.series] = result.normalisation
                 writer.attrs.setdefault("series", {})[plan.series] = _series_info(plan, result)
-                bar(n - skip)
+                writer.append_encoded(result.slices, patient=plan.patient, series=plan.series,
+                                      split=split[plan.patient], index=np.arange(task.skip, n, dtype=np.int32),
+                                      position=result.positions[task.skip:])
+                digests.update(result.digests)
+                bar(n - task.skip)
             for info in writer.attrs["series"].values():
                 for name, state in sorted(info["rois"].items()):
                     report.add(name, state != "not matched", state == "empty")
             writer.attrs["rois"] = report.as_dict()
+            # files no worker read (structure sets, SEGs, series left out or already written) are hashed here
+            writer.provenance[-1]["input_digest"] = combine_digests(
+                digests.get(str(path)) or file_digest(path) for path in scan.files)
     finally:
         bar(None)
     tumour = int(open_store(out).table["has_tumour"].sum())
     return ConvertReport(store=out, patients=len(split), series=len(plans), slices=writer.count,
                          tumour_slices=tumour, split=split, rois=report, skipped_series=skipped)
+
+
+def _task(plan: _Plan, scan: Scan, options: ConvertOptions, *, skip: int) -> _Task:
+    return _Task(where=plan.where, geometry=plan.geometry, pixels=tuple(plan.pixels), modality=plan.modality,
+                 has_rtstruct=bool(plan.rtstructs), placed=tuple(plan.placed), rt_unmatched=tuple(plan.rt_unmatched),
+                 segs=tuple((s, scan.label(s)) for s in plan.segs),
+                 source="seg" if plan.segs and options.masks != "rtstruct" else "rtstruct",
+                 roi=tuple(options.roi), size=options.size, seg_threshold=options.seg_threshold, skip=skip)
 
 
 def _series_info(plan: _Plan, result: _Result) -> dict[str, Any]:

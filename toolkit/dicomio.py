@@ -19,7 +19,8 @@ from pydicom.errors import InvalidDicomError
 
 from segkit.errors import DicomError, InputError
 
-__all__ = ["Instance", "Scan", "RTSTRUCT_STORAGE", "SEG_STORAGE", "scan_folder", "read_header", "read_dataset"]
+__all__ = ["Instance", "Scan", "RTSTRUCT_STORAGE", "SEG_STORAGE", "scan_folder", "read_header",
+           "read_header_and_offset", "read_dataset"]
 
 log = logging.getLogger(__name__)
 
@@ -34,10 +35,17 @@ NOT_DICOM_SUFFIXES = frozenset({
 
 @dataclass(frozen=True)
 class Instance:
-    """One DICOM file: where it is and its header (no pixel data)."""
+    """One DICOM file: where it is and its header (no pixel data).
+
+    ``pixel_offset`` is where the header ends in the file (the Pixel Data
+    element, if any, starts there), or ``None`` if unknown; it lets a reader
+    take the pixels straight from the file bytes without parsing the header
+    again (:func:`segkit.volume.read_volume_pixels`).
+    """
 
     path: Path
     header: Dataset
+    pixel_offset: int | None = None
 
     @property
     def sop_instance_uid(self) -> str:
@@ -71,8 +79,21 @@ def read_header(path: Path) -> Dataset:
     DicomError
         If the file is not DICOM or cannot be parsed.
     """
+    return read_header_and_offset(path)[0]
+
+
+def read_header_and_offset(path: Path) -> tuple[Dataset, int | None]:
+    """Read a DICOM file's header (no pixel data) and the file offset where it stops.
+
+    Raises
+    ------
+    DicomError
+        If the file is not DICOM or cannot be parsed.
+    """
     try:
-        return pydicom.dcmread(path, stop_before_pixels=True)
+        with open(path, "rb") as fh:
+            header = pydicom.dcmread(fh, stop_before_pixels=True)
+            return header, fh.tell()
     except InvalidDicomError:
         raise DicomError(str(path), "is not a DICOM file (no DICM preamble)") from None
     except (EOFError, OSError, ValueError, KeyError, TypeError) as exc:
@@ -141,9 +162,9 @@ def scan_folder(root: str | os.PathLike[str], *, progress: bool = False) -> Scan
         if path.suffix.lower() in NOT_DICOM_SUFFIXES:
             skipped["not DICOM (by file name)"] += 1
             continue
-        header = read_header(path)
+        header, offset = read_header_and_offset(path)
         sop_class = str(header.get("SOPClassUID", ""))
-        instance = Instance(path, header)
+        instance = Instance(path, header, offset)
         if sop_class == RTSTRUCT_STORAGE:
             scan.rtstructs.append(instance)
         elif sop_class == SEG_STORAGE:

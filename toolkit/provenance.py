@@ -38,6 +38,7 @@ __all__ = [
     "utc_now",
     "file_digest",
     "digest_files",
+    "combine_digests",
     "digest_tree",
     "provenance_step",
     "finish_step",
@@ -64,11 +65,19 @@ def digest_files(paths: Iterable[str | os.PathLike[str]]) -> str:
 
     Independent of file names and of the order ``paths`` come in.
     """
-    digests = sorted(file_digest(p) for p in paths)
-    return "sha256:" + hashlib.sha256("".join(d + "\n" for d in digests).encode()).hexdigest()
+    return combine_digests(file_digest(p) for p in paths)
 
 
-def digest_tree(root: str | os.PathLike[str], exclude: Iterable[str] = ()) -> str:
+def combine_digests(digests: Iterable[str]) -> str:
+    """Return ``sha256:<hex>`` over per-file SHA-256 hex digests (any order), as :func:`digest_files` does.
+
+    For callers that hash the files while reading them anyway.
+    """
+    return "sha256:" + hashlib.sha256("".join(d + "\n" for d in sorted(digests)).encode()).hexdigest()
+
+
+def digest_tree(root: str | os.PathLike[str], exclude: Iterable[str] = (),
+                known: Mapping[str, str] | None = None) -> str:
     """Return ``sha256:<hex>`` over the ``sha256sum`` manifest of every file under ``root``.
 
     Parameters
@@ -77,11 +86,15 @@ def digest_tree(root: str | os.PathLike[str], exclude: Iterable[str] = ()) -> st
         A directory.
     exclude:
         Relative POSIX paths to leave out (e.g. ``"zarr.json"``).
+    known:
+        Relative POSIX path → SHA-256 hex of files whose digest the caller made
+        while writing them (they are not read again).
     """
     root = Path(root)
     skip = set(exclude)
     rels = sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file())
-    lines = [f"{file_digest(root / rel)}  {rel}\n" for rel in rels if rel not in skip]
+    known = known or {}
+    lines = [f"{known.get(rel) or file_digest(root / rel)}  {rel}\n" for rel in rels if rel not in skip]
     return "sha256:" + hashlib.sha256("".join(lines).encode()).hexdigest()
 
 

@@ -47,7 +47,8 @@ def fill_polygons(polygons: Iterable[np.ndarray], shape: tuple[int, int]) -> np.
         Boolean mask of ``shape``.
     """
     rows, cols = shape
-    toggles = np.zeros((rows, cols + 1), dtype=np.int32)
+    crossings_r: list[np.ndarray] = []
+    crossings_c: list[np.ndarray] = []
     for poly in polygons:
         poly = np.asarray(poly, dtype=np.float64)
         if poly.ndim != 2 or poly.shape[0] < 3 or poly.shape[1] != 2:
@@ -71,6 +72,15 @@ def fill_polygons(polygons: Iterable[np.ndarray], shape: tuple[int, int]) -> np.
         t = (r - y0[edge]) / (y1[edge] - y0[edge])
         x = x0[edge] + t * (x1[edge] - x0[edge])
         # first column whose centre lies at or right of the crossing
-        start = np.clip(np.ceil(x), 0, cols).astype(np.int64)
-        np.add.at(toggles, (r, start), 1)
-    return (np.cumsum(toggles[:, :cols], axis=1) & 1).astype(bool)
+        crossings_r.append(r)
+        crossings_c.append(np.clip(np.ceil(x), 0, cols).astype(np.int64))
+    mask = np.zeros((rows, cols), dtype=bool)
+    if not crossings_r:
+        return mask
+    r = np.concatenate(crossings_r)
+    c = np.concatenate(crossings_c)
+    top, bottom = int(r.min()), int(r.max()) + 1  # only the rows some edge crosses can be inside
+    toggles = np.bincount((r - top) * (cols + 1) + c, minlength=(bottom - top) * (cols + 1))
+    toggles = toggles.reshape(bottom - top, cols + 1)[:, :cols]
+    mask[top:bottom] = np.cumsum(toggles, axis=1) & 1
+    return mask

@@ -34,6 +34,15 @@ error the temporary directory is removed.  Slices are buffered to whole shards
 so every shard is written exactly once: the same slices in the same order give
 byte-identical files whatever the append pattern.
 
+Zarr creates the arrays (their metadata); the shards themselves are assembled
+here, byte for byte as zarr's sharding codec lays them out (inner chunks in
+order, all-zero chunks left out, a little-endian offset/length index with its
+CRC-32C at the end), from slices compressed once by :func:`encode_slices` —
+which may run anywhere (a worker thread, another process, a Dask worker), so
+compression is off the writer's critical path and the writer's work is a file
+write per shard.  ``tests/test_store_shards.py`` checks the bytes against
+zarr's own writes.
+
 Reading
 -------
 :func:`open_store` returns a read-only :class:`Store` view: the two arrays
@@ -43,6 +52,7 @@ attributes, and :meth:`Store.indices` to select rows by split/source.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -68,6 +78,8 @@ __all__ = [
     "TABLE_COLUMNS",
     "SHARD_SLICES",
     "StoreWriter",
+    "EncodedSlices",
+    "encode_slices",
     "write_rows",
     "Store",
     "open_store",
@@ -110,14 +122,94 @@ def _compressor():
     return BloscCodec(cname="zstd", clevel=1, shuffle="bitshuffle")
 
 
-def store_digest(path: str | os.PathLike[str]) -> str:
+_CODECS: dict[int, Any] = {}
+
+
+def _chunk_codec(itemsize: int) -> Any:
+    """The numcodecs Blosc object zarr's BloscCodec uses for one chunk of this item size."""
+    codec = _CODECS.get(itemsize)
+    if codec is None:
+        from dataclasses import replace as evolve
+
+        codec = _CODECS[itemsize] = evolve(_compressor(), typesize=itemsize)._blosc_codec
+    return codec
+
+
+@dataclass
+class EncodedSlices:
+    """Slices compressed as the store's chunks (one per slice; ``None`` = all zero, not stored).
+
+    Made by :func:`encode_slices`, appended with :meth:`StoreWriter.append_encoded`.
+    """
+
+    image: list[bytes | None]
+    mask: list[bytes | None]
+    has_tumour: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.image)
+
+    def __getitem__(self, rows: slice) -> EncodedSlices:
+        return EncodedSlices(self.image[rows], self.mask[rows], self.has_tumour[rows])
+
+
+def _encode(plane: np.ndarray) -> bytes | None:
+    raw = np.ascontiguousarray(plane).view(np.uint8).reshape(-1)
+    if not raw.any():  # zarr leaves out chunks equal to the fill value (compared bit for bit)
+        return None
+    return bytes(_chunk_codec(plane.dtype.itemsize).encode(raw))
+
+
+def encode_slices(image: np.ndarray, mask: np.ndarray) -> EncodedSlices:
+    """Compress ``(n, H, W)`` slices (float32 image, 0/1 mask) into the store's chunk bytes.
+
+    Pure and thread-safe (Blosc releases the GIL): call it where the slices are made.
+
+    Raises
+    ------
+    UsageError
+        On shapes that differ or a mask that is not binary.
+    """
+    image = np.asarray(image)
+    mask = np.asarray(mask)
+    if image.ndim == 2:
+        image, mask = image[None], mask[None]
+    if mask.shape != image.shape:
+        raise UsageError("store writer", f"mask {mask.shape} and image {image.shape} differ in shape")
+    if mask.dtype != np.bool_ and np.any((mask != 0) & (mask != 1)):
+        raise UsageError("store writer", "masks must be binary (0/1)")
+    image = image.astype("<f4", copy=False)
+    # plane by plane: no volume-sized copy of the mask
+    return EncodedSlices([_encode(plane) for plane in image], [_encode(plane.astype(np.uint8)) for plane in mask],
+                         mask.reshape(len(mask), -1).any(axis=1))
+
+
+def _shard_parts(chunks: Sequence[bytes | None], per_shard: int) -> list[bytes] | None:
+    """One shard's byte pieces as zarr's ShardingCodec lays them out (index at the end, CRC-32C), or ``None`` if empty."""
+    import google_crc32c
+
+    index = np.full((per_shard, 2), np.iinfo(np.uint64).max, dtype="<u8")
+    parts, start = [], 0
+    for k, chunk in enumerate(chunks):
+        if chunk:
+            index[k] = (start, len(chunk))
+            parts.append(chunk)
+            start += len(chunk)
+    if not parts:
+        return None
+    index_bytes = index.tobytes()
+    crc = np.array([google_crc32c.value(index_bytes)], dtype="<u4").tobytes()
+    return [*parts, index_bytes, crc]
+
+
+def store_digest(path: str | os.PathLike[str], known: Mapping[str, str] | None = None) -> str:
     """Return the store's output digest: every file except the root ``zarr.json``.
 
     The root ``zarr.json`` holds the attributes, provenance (and its times)
     included, so it is left out; everything else — the data, the table and the
     arrays' metadata — is covered.
     """
-    return digest_tree(path, exclude=("zarr.json",))
+    return digest_tree(path, exclude=("zarr.json",), known=known)
 
 
 def validate_attrs(attrs: Mapping[str, Any]) -> None:
@@ -137,10 +229,10 @@ def validate_attrs(attrs: Mapping[str, Any]) -> None:
 # --------------------------------------------------------------------------- writer
 @dataclass
 class _Pending:
-    """Slices waiting for a whole shard."""
+    """Encoded slices waiting for a whole shard."""
 
-    images: list[np.ndarray] = field(default_factory=list)
-    masks: list[np.ndarray] = field(default_factory=list)
+    images: list[bytes | None] = field(default_factory=list)
+    masks: list[bytes | None] = field(default_factory=list)
     count: int = 0
 
 
@@ -208,6 +300,7 @@ class StoreWriter:
         self._group = None
         self._written = 0
         self._pending = _Pending()
+        self._shard_digests: dict[str, str] = {}  # shards this writer wrote: hashed from memory, not re-read
         self._columns: dict[str, list[np.ndarray]] = {name: [] for name in TABLE_COLUMNS}
         self._closed = False
 
@@ -301,21 +394,32 @@ class StoreWriter:
                 f"slices must be {self.size} with a mask of the same shape, got image {image.shape[1:]} "
                 f"and mask {mask.shape[1:]}",
             )
-        if mask.dtype != np.bool_ and np.any((mask != 0) & (mask != 1)):
-            raise UsageError("store writer", "masks must be binary (0/1)")
-        self._add_columns(n, {
-            "patient": patient, "series": series, "split": split, "index": index,
-            "position": position, "source": source, "parent": parent, "transform": transform,
-        })
-        mask_u8 = mask.astype(np.uint8, copy=False)
-        self._add_has_tumour(n, mask_u8.reshape(n, -1).any(axis=1))
-        image_f32 = image.astype(np.float32, copy=False)
-        for i in range(0, n):
-            self._pending.images.append(image_f32[i])
-            self._pending.masks.append(mask_u8[i])
-            self._pending.count += 1
-            if self._pending.count == self.shard_slices:
+        self.append_encoded(encode_slices(image, mask), patient=patient, series=series, split=split, index=index,
+                            position=position, source=source, parent=parent, transform=transform)
+
+    def append_encoded(self, slices: EncodedSlices, **rows: Any) -> None:
+        """Append slices compressed by :func:`encode_slices` (of this writer's size) with their table rows.
+
+        ``rows`` are the keyword columns of :meth:`append` (scalars broadcast).
+        """
+        if self._group is None or self._closed:
+            raise UsageError("store writer", "is not open; use it as a context manager")
+        n = len(slices)
+        rows = {"source": "original", "parent": -1, "transform": "", **rows}
+        names = set(TABLE_COLUMNS) - {"has_tumour"}
+        if set(rows) != names:
+            raise UsageError("store writer", f"append needs the columns {', '.join(sorted(names))}; "
+                             f"got {', '.join(sorted(rows))}")
+        self._add_columns(n, rows)
+        self._add_has_tumour(n, np.asarray(slices.has_tumour, dtype=bool))
+        pending = self._pending
+        for i in range(n):
+            pending.images.append(slices.image[i])
+            pending.masks.append(slices.mask[i])
+            pending.count += 1
+            if pending.count == self.shard_slices:
                 self._flush()
+                pending = self._pending
 
     def reserve(self, n: int) -> tuple[Path, int]:
         """Make room for ``n`` slices that other processes write themselves (parallel writes).
@@ -425,7 +529,8 @@ class StoreWriter:
             if missing:
                 raise UsageError("store writer", f"no spacing recorded for {len(missing)} series (e.g. {missing[0]})")
             self._group = None
-            steps = self.provenance[:-1] + [finish_step(self.provenance[-1], store_digest(self._tmp))]
+            steps = self.provenance[:-1] + [finish_step(self.provenance[-1],
+                                                        store_digest(self._tmp, self._shard_digests))]
             attrs = {
                 **self.attrs,
                 "format": FORMAT,
@@ -468,11 +573,28 @@ class StoreWriter:
         if not pending.count:
             return
         start, stop = self._written, self._written + pending.count
+        if start % self.shard_slices:
+            raise UsageError("store writer", "appends after a parallel write must start on a shard boundary")
         h, w = self.size
+        shard = start // self.shard_slices
         for name, data in (("image", pending.images), ("mask", pending.masks)):
             array = self._group[name]
-            array.resize((max(array.shape[0], stop), h, w))  # never below rows reserved for other writers
-            array[start:stop] = np.stack(data)
+            if array.shape[0] < stop:
+                array.resize((stop, h, w))  # never below rows reserved for other writers
+            parts = _shard_parts(data, self.shard_slices)
+            key = f"{name}/c/{shard}/0/0"
+            target = self._tmp / key
+            self._shard_digests.pop(key, None)
+            if parts is None:
+                target.unlink(missing_ok=True)
+            else:
+                target.parent.mkdir(parents=True, exist_ok=True)
+                with open(target, "wb") as fh:
+                    fh.writelines(parts)  # no shard-sized join
+                digest = hashlib.sha256()
+                for part in parts:
+                    digest.update(part)
+                self._shard_digests[key] = digest.hexdigest()
         self._written = stop
         self._pending = _Pending()
         if self.resume_key is not None and stop % self.shard_slices == 0:

@@ -15,13 +15,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from pathlib import Path
 
 import numpy as np
 
-from segkit.dicomio import Instance, read_dataset
+from segkit.dicomio import Instance
 from segkit.errors import DicomError, GeometryError
 
-__all__ = ["Volume", "read_volume", "volume_geometry"]
+__all__ = ["Volume", "PixelSource", "pixel_source", "read_volume", "read_volume_pixels", "volume_geometry"]
 
 ORIENTATION_TOLERANCE = 1e-4
 #: Relative tolerance on slice spacing (and absolute floor, mm) before spacing counts as uneven.
@@ -203,6 +204,140 @@ def volume_geometry(instances: Sequence[Instance], label: str, *, allow_uneven: 
     return volume, [int(i) for i in order]
 
 
+_NATIVE_LE = {"1.2.840.10008.1.2": True, "1.2.840.10008.1.2.1": False}  # transfer syntax → implicit VR?
+_PIXEL_DATA_TAG = b"\xe0\x7f\x10\x00"
+
+
+@dataclass(frozen=True)
+class PixelSource:
+    """Where one slice's pixels are and how to turn them into values (picklable; no header).
+
+    Made from a scanned header by :func:`pixel_source`.  ``layout`` is
+    ``(implicit VR, numpy dtype, bits stored, signed)`` when the pixels can be
+    taken straight from the file bytes at ``offset`` (uncompressed little-endian
+    greyscale), else ``None`` (pydicom decodes the file).
+    """
+
+    path: Path
+    offset: int | None
+    layout: tuple[bool, str, int, bool] | None
+    rescale: tuple[float, float] | None  # (slope, intercept), as pydicom's apply_rescale uses them
+
+
+def pixel_source(instance: Instance) -> PixelSource:
+    """How :func:`read_volume_pixels` reads one scanned instance."""
+    h = instance.header
+    meta = getattr(h, "file_meta", None)
+    syntax = str(meta.get("TransferSyntaxUID", "")) if meta is not None else ""
+    layout = None
+    bits = int(h.get("BitsAllocated", 0) or 0)
+    if (syntax in _NATIVE_LE and instance.pixel_offset is not None and bits in (8, 16, 32)
+            and int(h.get("SamplesPerPixel", 1) or 1) == 1 and int(h.get("NumberOfFrames", 1) or 1) == 1
+            and not h.get("ModalityLUTSequence") and int(h.get("PixelRepresentation", 0) or 0) in (0, 1)):
+        signed = int(h.get("PixelRepresentation", 0) or 0) == 1
+        stored = int(h.get("BitsStored", bits) or bits)
+        if 1 <= stored <= bits:
+            layout = (_NATIVE_LE[syntax], f"<{'i' if signed else 'u'}{bits // 8}", stored, signed)
+    rescale = None
+    if "RescaleSlope" in h and "RescaleIntercept" in h:
+        rescale = (h.RescaleSlope, h.RescaleIntercept)
+    return PixelSource(instance.path, instance.pixel_offset, layout, rescale)
+
+
+def _native_pixels(data: bytes, source: PixelSource, matrix: tuple[int, int]) -> np.ndarray | None:
+    """The stored values straight from the file bytes, exactly as pydicom decodes them, or ``None``."""
+    if source.layout is None or source.offset is None:
+        return None
+    implicit, dtype, stored, signed = source.layout
+    o = source.offset
+    if data[o:o + 4] != _PIXEL_DATA_TAG:
+        return None
+    if implicit:
+        length, value = int.from_bytes(data[o + 4:o + 8], "little"), o + 8
+    else:
+        if data[o + 4:o + 6] not in (b"OW", b"OB"):
+            return None
+        length, value = int.from_bytes(data[o + 8:o + 12], "little"), o + 12
+    count = matrix[0] * matrix[1]
+    need = count * np.dtype(dtype).itemsize
+    if length == 0xFFFFFFFF or length < need or len(data) < value + need:
+        return None  # encapsulated or truncated: pydicom says what is wrong
+    pixels = np.frombuffer(data, dtype=dtype, count=count, offset=value).reshape(matrix)
+    bits = pixels.dtype.itemsize * 8
+    if stored < bits:  # pydicom keeps only the stored bits (sign-extended when signed)
+        if signed:
+            shift = bits - stored
+            pixels = (pixels << shift) >> shift
+        else:
+            pixels = pixels & np.array((1 << stored) - 1, dtype=pixels.dtype)
+    return pixels
+
+
+def _decoded_pixels(data: bytes, source: PixelSource, matrix: tuple[int, int]) -> np.ndarray:
+    """Slow path: pydicom parses and decodes the file bytes (and applies its modality LUT or rescale)."""
+    from io import BytesIO
+
+    import pydicom
+    from pydicom.pixels import apply_rescale
+
+    path = source.path
+    try:
+        ds = pydicom.dcmread(BytesIO(data))
+    except Exception as exc:  # noqa: BLE001 - pydicom raises many types for bad files
+        raise DicomError(str(path), f"cannot be parsed as DICOM ({type(exc).__name__}); is it truncated?") from None
+    if "PixelData" not in ds:
+        raise DicomError(str(path), "has no pixel data")
+    try:
+        pixels = ds.pixel_array
+    except Exception as exc:  # noqa: BLE001 - pydicom raises many types for bad pixel data
+        raise DicomError(str(path), f"has unreadable pixel data ({type(exc).__name__}); is it truncated?") from None
+    if pixels.shape != matrix:
+        raise DicomError(str(path), f"has pixel data of shape {pixels.shape}, expected {matrix}")
+    return apply_rescale(pixels, ds)
+
+
+def read_volume_pixels(geometry: Volume, sources: Sequence[PixelSource]) -> tuple[Volume, dict[str, str]]:
+    """Read the pixels of a geometry-only volume, one file per slice (``sources`` in slice order).
+
+    Each file is read once: its bytes are hashed (SHA-256, for the provenance
+    digest) and its pixels taken from them — straight from the bytes for
+    uncompressed little-endian greyscale, otherwise decoded by pydicom.  The
+    values are the same as pydicom's ``apply_rescale(ds.pixel_array, ds)``.
+
+    Returns
+    -------
+    (Volume, dict)
+        The volume with its float32 ``array``, and file path → SHA-256 hex digest.
+
+    Raises
+    ------
+    DicomError
+        If a file is truncated, has no (or undecodable) pixel data, or pixels of another shape.
+    """
+    import hashlib
+
+    if len(sources) != geometry.shape[0]:
+        raise DicomError(f"series {geometry.label}", f"has {len(sources)} files for {geometry.shape[0]} slices")
+    array = np.empty(geometry.shape, dtype=np.float32)
+    digests: dict[str, str] = {}
+    for k, source in enumerate(sources):
+        try:
+            data = source.path.read_bytes()
+        except OSError as exc:
+            raise DicomError(str(source.path), f"cannot be read ({type(exc).__name__})") from None
+        digests[str(source.path)] = hashlib.sha256(data).hexdigest()
+        pixels = _native_pixels(data, source, geometry.matrix)
+        if pixels is None:
+            array[k] = _decoded_pixels(data, source, geometry.matrix)
+        elif source.rescale is not None:  # exactly as pydicom's apply_rescale
+            value = pixels.astype(np.float64) * source.rescale[0]
+            value += source.rescale[1]
+            array[k] = value
+        else:
+            array[k] = pixels
+    return replace(geometry, array=array), digests
+
+
 def read_volume(instances: Sequence[Instance], label: str, *, allow_uneven: bool = False) -> Volume:
     """Read an image series (one file per slice) into a :class:`Volume`.
 
@@ -223,20 +358,5 @@ def read_volume(instances: Sequence[Instance], label: str, *, allow_uneven: bool
     DicomError
         If a file is truncated or has no pixel data.
     """
-    from pydicom.pixels import apply_rescale
-
     volume, order = volume_geometry(instances, label, allow_uneven=allow_uneven)
-    array = np.empty(volume.shape, dtype=np.float32)
-    for k, i in enumerate(order):
-        path = instances[i].path
-        ds = read_dataset(path)
-        if "PixelData" not in ds:
-            raise DicomError(str(path), "has no pixel data")
-        try:
-            pixels = ds.pixel_array
-        except Exception as exc:  # noqa: BLE001 - pydicom raises many types for bad pixel data
-            raise DicomError(str(path), f"has unreadable pixel data ({type(exc).__name__}); is it truncated?") from None
-        if pixels.shape != volume.shape[1:]:
-            raise DicomError(str(path), f"has pixel data of shape {pixels.shape}, expected {volume.shape[1:]}")
-        array[k] = apply_rescale(pixels, ds)
-    return replace(volume, array=array)
+    return read_volume_pixels(volume, [pixel_source(instances[i]) for i in order])[0]
