@@ -170,3 +170,39 @@ def test_malformed_cli_settings_are_usage_errors(item: str, message: str) -> Non
 
     with pytest.raises(UsageError, match=message):
         parse_settings([item])
+
+
+@pytest.mark.parametrize("shape", [(32, 32), (61, 47), (256, 256)])
+def test_single_pass_render_gives_the_bytes_of_op_by_op_replay(shape) -> None:
+    # Every planned combination of the four ops, on slices with and without a tumour
+    # and a constant one, rendered into reused rows of one block as augment does.
+    from itertools import combinations
+
+    from segkit.augment_ops import apply_ops_stepwise
+    from segkit.augment_render import render
+
+    rng = np.random.default_rng(sum(shape))
+    h, w = shape
+    image = rng.random(shape, dtype=np.float32) * 0.8 + 0.1
+    mask = np.zeros(shape, np.uint8)
+    mask[h // 3: h // 2, w // 4: w // 2] = 1
+    cases = [(image, mask), (image, np.zeros(shape, np.uint8)), (np.full(shape, 0.4, np.float32), mask)]
+    before = [(a.copy(), b.copy()) for a, b in cases]
+    ops = make_ops()
+    block_image, block_mask = np.full((2, h, w), np.nan, np.float32), np.full((2, h, w), 7, np.uint8)
+    scratch = np.empty(shape, np.float32)
+    n = 0
+    for k in range(0, 5):
+        for chosen in combinations(ops, k):
+            for image_in, mask_in in cases:
+                steps = [{"op": op.name, **op.draw(rng)} for op in chosen]
+                expected = apply_ops_stepwise(image_in, mask_in, steps)
+                row = n % 2
+                got = render(image_in, mask_in, steps, block_image[row], block_mask[row], scratch)
+                assert got[0].tobytes() == expected[0].tobytes(), steps
+                assert got[1].tobytes() == expected[1].tobytes(), steps
+                assert apply_ops(image_in, mask_in, steps)[0].tobytes() == expected[0].tobytes()
+                n += 1
+    assert n == 16 * len(cases)
+    for (a, b), (a0, b0) in zip(cases, before):  # inputs untouched
+        assert a.tobytes() == a0.tobytes() and b.tobytes() == b0.tobytes()

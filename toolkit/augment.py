@@ -48,12 +48,14 @@ import cv2
 import numpy as np
 
 from segkit._version import __version__
-from segkit.augment_ops import DEFAULT_OPS, apply_ops, make_ops
+from segkit.augment_io import fast_layout, read_rows, write_shard
+from segkit.augment_ops import DEFAULT_OPS, make_ops
 from segkit.augment_plan import PlannedSample, draw_plan, parse_transform, plan_digest
+from segkit.augment_render import render
 from segkit.errors import InputError, UsageError
 from segkit.provenance import provenance_step
 from segkit.runlock import locks_output
-from segkit.store import StoreWriter, open_store, write_rows
+from segkit.store import SHARD_SLICES, StoreWriter, open_store, write_rows
 from segkit.workers import die_with_parent
 
 __all__ = ["AugmentResult", "augment_store", "DEFAULT_TARGET", "BLOCK"]
@@ -62,8 +64,8 @@ log = logging.getLogger(__name__)
 
 #: The reference study's training-set size.
 DEFAULT_TARGET = 6080
-#: Augmented slices computed per task (and per worker round trip).
-BLOCK = 32
+#: Slices computed per task (and per worker round trip): one shard of the output store.
+BLOCK = SHARD_SLICES
 
 #: ``segkit`` attributes the writer sets itself; everything else is carried over from the input.
 _WRITER_KEYS = {"format", "version", "segkit_version", "size", "slices", "split", "provenance"}
@@ -228,23 +230,33 @@ class _OutputRows:
 def render_block(src: str | os.PathLike[str], samples: Sequence[tuple[int, str]]) -> tuple[np.ndarray, np.ndarray]:
     """Compute augmented images from ``(parent row, transform JSON)`` pairs of the store at ``src``.
 
-    Each parent is read once per block.  Pure: the same pairs give the same bytes.
+    Each parent is read once per block (whole-shard reads, :mod:`segkit.augment_io`),
+    and every image is rendered in a single pass straight into its row of the
+    block (:func:`segkit.augment_render.render`).  Pure: the same pairs give the same bytes.
 
     Returns
     -------
     images, masks
         ``(n, H, W)`` float32 and uint8 0/1.
     """
-    store = _open_cached(str(src))
-    cache: dict[int, tuple[np.ndarray, np.ndarray]] = {}
-    images, masks = [], []
-    for parent, transform in samples:
-        if parent not in cache:
-            cache[parent] = store.read(parent)
-        image, mask = apply_ops(*cache[parent], parse_transform(transform))
-        images.append(image)
-        masks.append(mask)
-    return np.stack(images), np.stack(masks)
+    parents = _read_parents(str(src), sorted({int(p) for p, _ in samples}))
+    h, w = next(iter(parents.values()))[0].shape if parents else (0, 0)
+    images = np.empty((len(samples), h, w), np.float32)
+    masks = np.empty((len(samples), h, w), np.uint8)
+    scratch = np.empty((h, w), np.float32)
+    for i, (parent, transform) in enumerate(samples):
+        render(*parents[int(parent)], parse_transform(transform), images[i], masks[i], scratch)
+    return images, masks
+
+
+def _read_parents(src: str, rows: Sequence[int]) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+    if fast_layout(src):
+        try:
+            return read_rows(src, rows)
+        except (OSError, ValueError) as exc:
+            raise InputError(src, f"cannot read its slices ({exc}); the store is damaged.") from None
+    store = _open_cached(src)
+    return {row: store.read(row) for row in rows}
 
 
 def render_and_write(src: str, tmp: str, start: int, samples: Sequence[tuple[int, str]]) -> np.ndarray:
@@ -252,7 +264,13 @@ def render_and_write(src: str, tmp: str, start: int, samples: Sequence[tuple[int
 
     Returns the ``has_tumour`` flags for :meth:`segkit.store.StoreWriter.commit`.
     """
-    return write_rows(tmp, start, *render_block(src, samples))
+    return _write_shard(tmp, start, *render_block(src, samples))
+
+
+def _write_shard(tmp: str, start: int, images: np.ndarray, masks: np.ndarray) -> np.ndarray:
+    if fast_layout(tmp):
+        return write_shard(tmp, start, images, masks)
+    return write_rows(tmp, start, images, masks)
 
 
 _STORES: dict[str, Any] = {}
@@ -274,23 +292,46 @@ def _worker_init() -> None:
 
 
 def _append_in_process(writer: StoreWriter, src: Path, output: _OutputRows, start: int, bar: Any) -> None:
-    """Compute blocks here and append them through the writer (which compresses and writes)."""
+    """Compute shard after shard here; a thread compresses and writes the previous one meanwhile.
+
+    Compression releases the GIL, so on two cores it runs beside the pixel work
+    of the next shard.  At most two shards are in memory.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    if start >= len(output):
+        return
+    tmp, first = writer.reserve(len(output) - start)
+    size = writer.shard_slices
     try:
-        for first in range(start, len(output), BLOCK):
-            stop = min(first + BLOCK, len(output))
-            pairs, columns = output.block(first, stop)
-            writer.append(*render_block(src, pairs), **columns)
-            bar.update(stop - first)
+        with ThreadPoolExecutor(max_workers=1) as io:
+            previous: tuple[int, int, dict[str, Any], Future] | None = None
+            for a in range(first, len(output), size):
+                b = min(a + size, len(output))
+                pairs, columns = output.block(a, b)
+                block = render_block(src, pairs)
+                if previous is not None:
+                    _commit(writer, *previous, bar)
+                previous = (a, b, columns, io.submit(_write_shard, str(tmp), a, *block))
+                del block
+            if previous is not None:
+                _commit(writer, *previous, bar)
     finally:
         _STORES.clear()
+
+
+def _commit(writer: StoreWriter, a: int, b: int, columns: dict[str, Any], future: Future, bar: Any) -> None:
+    writer.commit(b - a, has_tumour=future.result(), **columns)
+    bar.update(b - a)
 
 
 def _write_in_parallel(writer: StoreWriter, src: Path, output: _OutputRows, start: int, workers: int,
                        bar: Any) -> None:
     """Workers compute *and* compress+write whole shards; the writer commits their rows in order.
 
-    Compression is most of the cost of a slice, so it has to run in the workers
-    for more workers to help.  At most ``2 × workers`` shards are in flight.
+    Compression is a large part of the cost of a slice, so it runs in the
+    workers, beside the pixel work.  At most ``2 × workers`` shards are queued;
+    pixels exist only in the worker computing a shard.
     """
     if start >= len(output):
         return
@@ -315,10 +356,9 @@ def _write_in_parallel(writer: StoreWriter, src: Path, output: _OutputRows, star
                 pass
             while pending:
                 a, b, columns, future = pending.popleft()
-                has_tumour = future.result()
+                future.result()
                 submit()
-                writer.commit(b - a, has_tumour=has_tumour, **columns)
-                bar.update(b - a)
+                _commit(writer, a, b, columns, future, bar)
         finally:
             for *_, future in pending:
                 future.cancel()

@@ -42,6 +42,7 @@ __all__ = [
     "make_ops",
     "parse_settings",
     "apply_ops",
+    "apply_ops_stepwise",
 ]
 
 Params = dict[str, Any]
@@ -397,7 +398,10 @@ def apply_ops(image: np.ndarray, mask: np.ndarray,
     """Replay recorded steps (``{"op": name, **params}``) on one slice.
 
     An op's pixel work depends only on its recorded parameters, never on its
-    settings, so a transform read back from a store replays exactly.
+    settings, so a transform read back from a store replays exactly.  This is
+    the single-pass path (:func:`segkit.augment_render.render`) that
+    ``segkit augment`` writes with; it gives the bytes of
+    :func:`apply_ops_stepwise`.
 
     Parameters
     ----------
@@ -411,9 +415,16 @@ def apply_ops(image: np.ndarray, mask: np.ndarray,
     Returns
     -------
     image, mask
-        C-contiguous float32 image and uint8 0/1 mask; the inputs are never modified
-        (the mask may be the input object itself when no geometric op ran).
+        New C-contiguous float32 image and uint8 0/1 mask; the inputs are never modified.
     """
+    from segkit.augment_render import render
+
+    return render(image, mask, steps)
+
+
+def apply_ops_stepwise(image: np.ndarray, mask: np.ndarray,
+                       steps: Sequence[Mapping[str, Any]]) -> tuple[np.ndarray, np.ndarray]:
+    """The reference replay: each op's :meth:`Op.apply` in turn (what :func:`apply_ops` must equal)."""
     image = np.ascontiguousarray(image, dtype=np.float32)
     mask = np.ascontiguousarray(mask, dtype=np.uint8)
     for step in steps:

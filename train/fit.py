@@ -123,9 +123,11 @@ def _scalar(tf: Any, tag: str, value: float) -> None:
 
 
 def _make_strategy(tf: Any, name: str) -> Any:
-    gpus = tf.config.list_logical_devices("GPU")
+    # Multi-worker first: it configures collective ops, which must happen before
+    # anything (such as listing logical devices) initialises the TensorFlow context.
     if name == "multiworker" or (name == "auto" and os.environ.get("TF_CONFIG")):
         return tf.distribute.MultiWorkerMirroredStrategy()
+    gpus = tf.config.list_logical_devices("GPU")
     if name == "mirrored" or (name == "auto" and len(gpus) > 1):
         if gpus:
             return tf.distribute.MirroredStrategy()
@@ -403,11 +405,16 @@ def train_run(store: str | Path, run_dir: str | Path, config: dict[str, Any] | N
                 writers[split].flush()
             _write_history(history_path, history)
             write_curves(history, run_dir / "curves.png")
-            if val_s["dice"] > float(best_var.numpy()):
-                tmp = run_dir / ".best.tmp.weights.h5"
-                model.save_weights(str(tmp))
-                os.replace(tmp, run_dir / "best.weights.h5")
         if val_s["dice"] > float(best_var.numpy()):
+            # Every worker saves: under MultiWorkerMirroredStrategy reading the weights is a
+            # collective, so a chief saving alone would hang or abort; only the chief's file is kept.
+            ckpt_dir.mkdir(parents=True, exist_ok=True)
+            tmp = (run_dir if chief else ckpt_dir) / ".best.tmp.weights.h5"
+            model.save_weights(str(tmp))
+            if chief:
+                os.replace(tmp, run_dir / "best.weights.h5")
+            else:
+                tmp.unlink()
             best_var.assign(val_s["dice"])
         log.info("epoch %d/%d: loss %.4f dice %.4f | val loss %.4f dice %.4f iou %.4f", epoch + 1, epochs,
                  train_s["loss"], train_s["dice"], val_s["loss"], val_s["dice"], val_s["iou"])
