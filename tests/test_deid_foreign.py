@@ -229,3 +229,26 @@ def test_output_bytes_do_not_depend_on_the_worker_count(foreign_study, foreign_o
         return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
 
     assert tree(tmp_path / "one") == tree(foreign_out)
+
+
+def test_a_name_of_patient_a_in_patient_b_file_is_caught(tmp_path):
+    """The run's dictionary (every input's names and IDs) is searched in every output, not each file's own."""
+    from click.testing import CliRunner
+
+    from segkit.cli import cli as main
+    from segkit.deid import generate_key
+
+    a, b = F.PATIENTS[0], F.PATIENTS[1]
+    F.mr_patient(tmp_path / "in" / "a", a, slices=2)
+    images, _, _ = F.mr_patient(tmp_path / "in" / "b", b, slices=2)
+    F.plant_in_free_text(images[0], a)  # StudyDescription of B names A; cleaning scrubs only B's own identifiers
+    key = generate_key(tmp_path / "site.key")
+    res = CliRunner().invoke(main, ["anonymize", str(tmp_path / "in"), str(tmp_path / "out"), "--key-file", str(key),
+                                    "--workers", "1"])
+    assert res.exit_code == 3, res.output
+    records = _audit(tmp_path / "out")
+    (leak,) = [r for r in records if r["status"] == "leak"]
+    assert leak["leaks"] == ["(0008,1030)"]
+    assert a.family.lower() not in ((tmp_path / "out" / AUDIT_NAME).read_text() + res.output).lower()
+    assert sum(r["status"] == "written" for r in records) == len(records) - 1
+    assert _scan_for({a.family}, tmp_path / "out") == []

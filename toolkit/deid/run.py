@@ -93,12 +93,13 @@ _WORKER: "_Worker | None" = None
 class _Worker:
     """Per-process state: the resolved profile and keyring (built once, never shared)."""
 
-    def __init__(self, cfg: _Config) -> None:
+    def __init__(self, cfg: _Config, run_dict: Any = None) -> None:
         from segkit.deid.actions import Deidentifier
         from segkit.deid.profile import load_profile
         from segkit.deid.pseudonym import Keyring
 
         self.cfg = cfg
+        self.run_dict = run_dict
         self.profile = load_profile(cfg.options, cfg.profile_file)
         self.keyring = Keyring(cfg.key, cfg.pseudonym_pattern)
         self.deid = Deidentifier(self.profile, self.keyring)
@@ -207,7 +208,11 @@ class _Worker:
         if self.cfg.verify:
             from segkit.deid.verify import CODED_VRS, locate_leaks
 
-            verifier = result.collector.verifier(self.deid.charset(ds))
+            verifier: Any = result.collector.verifier(self.deid.charset(ds))
+            if self.run_dict is not None:
+                from segkit.deid.rundict import retained_tokens
+
+                verifier = _Either(verifier, self.run_dict, retained_tokens(result.collector.structural))
             if verifier.leaks(header) or (tail and verifier.leaks(tail)):
                 found = locate_leaks(header + tail, verifier)
                 paths = [path for path, vr, _ in found if vr not in CODED_VRS]
@@ -246,6 +251,18 @@ class _Worker:
         if ts == _DEFLATED:
             return "1.2.840.10008.1.2.1"  # written inflated: the verifier must see the bytes
         return ts or "1.2.840.10008.1.2"
+
+
+@dataclass(frozen=True)
+class _Either:
+    """The file's own verifier and the run's dictionary, searched together."""
+
+    own: Any
+    run: Any
+    retained: frozenset[bytes] = frozenset()
+
+    def leaks(self, data: bytes | memoryview) -> bool:
+        return self.own.leaks(data) or self.run.leaks(data, self.retained)
 
 
 def _mark_elements(profile: Any) -> list[Any]:
@@ -413,10 +430,11 @@ def _write_top_level(fp: Any, ds: Any) -> None:
 
 
 # ------------------------------------------------------------------- the tree
-def _init_worker(cfg: _Config) -> None:
+def _init_worker(cfg: _Config, run_dict: Any = None) -> None:
     global _WORKER
     if _WORKER is None or _WORKER.cfg != cfg:  # a forked worker inherits the parent's, imports and all
         _WORKER = _Worker(cfg)
+    _WORKER.run_dict = run_dict
 
 
 def _run_one(job: tuple[str, str]) -> FileOutcome:
@@ -603,10 +621,15 @@ def anonymize_tree(
             todo.append(job)
     quarantined_rows: list[tuple[str, str, str]] = []
     nworkers = max(1, workers or os.cpu_count() or 1)
+    run_dict = None
+    if verify and todo:  # every input's identifiers, done files included: the check must not depend on resume
+        from segkit.deid.rundict import build_run_dictionary
+
+        run_dict = build_run_dictionary([p for p, _ in jobs], nworkers, keep_uids="retain_uids" in resolved.options)
     with open(audit_path, "a", encoding="utf-8") as audit_fh, \
             (open(link_partial, "a", newline="", encoding="utf-8") if link_partial else _Null()) as link_fh:
         link_writer = csv.writer(link_fh) if link_partial else None
-        for (path, rel), outcome in zip(todo, _outcomes(cfg, todo, nworkers, progress)):
+        for (path, rel), outcome in zip(todo, _outcomes(cfg, todo, nworkers, progress, run_dict)):
             rec = outcome.audit()
             records[outcome.input] = rec
             audit_fh.write(json.dumps(rec, sort_keys=True) + "\n")
@@ -663,22 +686,23 @@ class _Null:
         return None
 
 
-def _outcomes(cfg: _Config, jobs: list[tuple[str, str]], workers: int, progress: bool) -> Iterator[FileOutcome]:
+def _outcomes(cfg: _Config, jobs: list[tuple[str, str]], workers: int, progress: bool,
+              run_dict: Any = None) -> Iterator[FileOutcome]:
     from tqdm import tqdm
 
     bar = tqdm(total=len(jobs), unit="file", disable=not progress, desc="anonymize", leave=False)
     try:
         if workers == 1 or len(jobs) < 2:
-            worker = _Worker(cfg)
+            worker = _Worker(cfg, run_dict)
             for job in jobs:
                 yield worker.process(*job)
                 bar.update()
             return
-        _init_worker(cfg)  # build (and import) once in the parent: forked workers start ready
+        _init_worker(cfg, run_dict)  # build (and import) once in the parent: forked workers start ready
         import pydicom.filereader  # noqa: F401 - imported before the fork, not once per worker
         import pydicom.filewriter  # noqa: F401
 
-        with ProcessPoolExecutor(max_workers=workers, initializer=_init_worker, initargs=(cfg,)) as pool:
+        with ProcessPoolExecutor(max_workers=workers, initializer=_init_worker, initargs=(cfg, run_dict)) as pool:
             for outcome in pool.map(_run_one, jobs, chunksize=max(1, min(64, len(jobs) // (workers * 8) or 1))):
                 yield outcome
                 bar.update()
