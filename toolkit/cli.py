@@ -150,9 +150,11 @@ def anonymize() -> None:
               help="Patient pseudonym; {hash} = 12 keyed base-32 characters.")
 @click.option("--deid-recipe", type=click.Path(path_type=Path, exists=True, dir_okay=False),
               help="A deid recipe whose header actions are applied on top of the profile.")
+@click.option("--pixel-policy", type=click.Choice(["clean", "quarantine"]), default="clean", show_default=True,
+              help="Burned-in text that OCR finds on an image at risk: black out its boxes, or quarantine the file.")
 def anonymize_run(src: Path, out: Path, key_file: Path, linkage: Path | None, profile_file: Path | None,
                   options: tuple[str, ...], quarantine: Path | None, workers: int | None, no_verify: bool,
-                  pseudonym_pattern: str, deid_recipe: Path | None) -> None:
+                  pseudonym_pattern: str, deid_recipe: Path | None, pixel_policy: str) -> None:
     """De-identify every file under IN into OUT (organised by pseudonym/study/series)."""
     from segkit.deid import anonymize_tree, parse_options, read_key
 
@@ -161,7 +163,7 @@ def anonymize_run(src: Path, out: Path, key_file: Path, linkage: Path | None, pr
     summary = anonymize_tree(src, out, read_key(key_file), options=parse_options(options) if options else None,
                              profile=profile_file, linkage=linkage, quarantine=quarantine, workers=workers,
                              verify=not no_verify, pseudonym_pattern=pseudonym_pattern, deid_recipe=deid_recipe,
-                             progress=sys.stderr.isatty())
+                             progress=sys.stderr.isatty(), pixel_policy=pixel_policy)
     click.echo(summary.line(), err=True)
 
 

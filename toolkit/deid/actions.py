@@ -330,6 +330,8 @@ class Deidentifier:
                 self._set(ds, tag, raw, vr, new)
             # kept by the profile: a removed private element holding the same text is not a leak
             r.collector.add_retained(new)
+            if tag in self.profile.keep_text:
+                r.collector.structural.add(new)
 
     # ------------------------------------------------------------------ private
     def _private(self, ds: Dataset, d: dict[int, Any], r: WalkResult) -> None:

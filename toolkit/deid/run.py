@@ -34,8 +34,6 @@ QUARANTINE_LIST = "segkit-quarantine.csv"
 IMPLEMENTATION_CLASS_UID = "2.25.209542398174519036513416412337935391581"
 IMPLEMENTATION_VERSION = "SEGKIT_0_1"
 _DICOMDIR_CLASS = "1.2.840.10008.1.3.10"
-_SC_PREFIX = "1.2.840.10008.5.1.4.1.1.7"
-_US_CLASSES = {"1.2.840.10008.5.1.4.1.1.6.1", "1.2.840.10008.5.1.4.1.1.6.2", "1.2.840.10008.5.1.4.1.1.3.1"}
 _DEFLATED = "1.2.840.10008.1.2.1.99"
 _PIXEL = 0x7FE00010
 
@@ -86,6 +84,7 @@ class _Config:
     out: str
     want_linkage: bool
     deid_recipe: str | None
+    pixel_policy: str = "clean"
 
 
 _WORKER: "_Worker | None" = None
@@ -94,19 +93,22 @@ _WORKER: "_Worker | None" = None
 class _Worker:
     """Per-process state: the resolved profile and keyring (built once, never shared)."""
 
-    def __init__(self, cfg: _Config) -> None:
+    def __init__(self, cfg: _Config, run_dict: Any = None) -> None:
         from segkit.deid.actions import Deidentifier
         from segkit.deid.profile import load_profile
         from segkit.deid.pseudonym import Keyring
 
         self.cfg = cfg
+        self.run_dict = run_dict
         self.profile = load_profile(cfg.options, cfg.profile_file)
         self.keyring = Keyring(cfg.key, cfg.pseudonym_pattern)
         self.deid = Deidentifier(self.profile, self.keyring)
         self.out = Path(cfg.out)
         self.recipe = None
         self._marks: list[Any] | None = None
-        self._pixel_recipe: Any = None
+        from segkit.deid.pixels import PixelCleaner
+
+        self.pixels = PixelCleaner(cfg.pixel_policy)
         if cfg.deid_recipe:
             from deid.config import DeidRecipe
 
@@ -166,62 +168,21 @@ class _Worker:
         if not sop or not str(ds.get("SOPInstanceUID", "") or "").strip("\x00 "):
             return FileOutcome(input_id, "quarantined", reason="no SOP Class UID or SOP Instance UID")
         sop_name = _sop_name(sop)
-        problem = _check_pixels(ds, sop_name)
+        from segkit.deid.pixels import burned_in_risk, check_pixels
+
+        problem = check_pixels(ds, sop_name)
         if problem:
             return FileOutcome(input_id, "quarantined", sop_class=sop_name, reason=problem)
-        risk, consult = _burned_in_risk(ds, sop)
-        cleaned = None
+        risk, consult = burned_in_risk(ds, sop)
+        pixel_counts = None
         if risk or consult:
-            verdict = self._pixel_filters(src, ds, risk)
-            if verdict is not None and verdict.startswith("quarantine:"):
-                return FileOutcome(input_id, "quarantined", sop_class=sop_name, reason=verdict[11:])
-            cleaned = verdict
-        return self._deidentify(ds, sop, sop_name, input_id, cleaned)
+            verdict = self.pixels.clean(ds, risk, consult)
+            if verdict.quarantine:
+                return FileOutcome(input_id, "quarantined", sop_class=sop_name, reason=verdict.quarantine)
+            pixel_counts = verdict.counts
+        return self._deidentify(ds, sop, sop_name, input_id, pixel_counts)
 
-    def _pixel_filters(self, src: Path, ds: Any, risk: str | None) -> str | None:
-        """Apply deid's pixel-filter recipe: ``None`` (no risk), a cleaned-by note, or ``quarantine:<reason>``.
-
-        An image that deid flags with the coordinates of its burned-in text is cleaned with deid's
-        DicomCleaner (native pixel data only); one flagged without coordinates, or at risk by its
-        class (BurnedInAnnotation = YES, secondary capture, ultrasound) with no recipe that covers
-        it, is quarantined: never written out uncleaned.
-        """
-        from deid.dicom.pixels.detect import has_burned_pixels
-
-        if self._pixel_recipe is None:
-            import logging as _logging
-
-            from deid.config import DeidRecipe
-            from deid.logger import bot
-
-            bot.level = 0
-            _logging.getLogger("deid").setLevel(_logging.ERROR)
-            self._pixel_recipe = DeidRecipe()
-        result = has_burned_pixels(ds, deid=self._pixel_recipe)
-        flagged = [r for r in result.get("results", []) if r.get("group") != "whitelist"] if result["flagged"] else []
-        if not flagged:
-            return f"quarantine:burned-in text risk ({risk}); no pixel-cleaning recipe covers it" if risk else None
-        if any(not r.get("coordinates") for r in flagged):
-            names = sorted({str(r.get("reason", "")).strip()[:60] or r.get("group", "") for r in flagged})
-            cause = risk or "matched by deid's pixel filters"
-            return f"quarantine:burned-in text risk ({cause}; {names[0]}); no coordinates to clean"
-        from pydicom.uid import UID
-
-        ts = UID(str(ds.file_meta.get("TransferSyntaxUID", "1.2.840.10008.1.2")))
-        if ts.is_compressed or str(ds.get("PhotometricInterpretation", "")) not in ("MONOCHROME1", "MONOCHROME2"):
-            return "quarantine:burned-in text matched by deid's pixel filters; cleaning needs native greyscale pixels"
-        from deid.dicom import DicomCleaner
-
-        cleaner = DicomCleaner()  # deid's default pixel recipe, the one detect() used above
-        cleaner.detect(str(src))
-        cleaned = cleaner.clean()
-        if cleaned is None:
-            return "quarantine:burned-in text matched by deid's pixel filters; deid could not clean it"
-        original = ds.pixel_array
-        ds.PixelData = cleaned.astype(original.dtype).reshape(original.shape).tobytes()
-        return "deid DicomCleaner"
-
-    def _deidentify(self, ds: Any, sop: str, sop_name: str, input_id: str, cleaned: str | None = None
+    def _deidentify(self, ds: Any, sop: str, sop_name: str, input_id: str, pixel_counts: Any = None
                     ) -> FileOutcome:
         from segkit.deid.actions import WalkResult
 
@@ -241,13 +202,17 @@ class _Worker:
             self._apply_recipe(ds)
         ts = self._mark(ds, result)
         header, pixels, tail = _serialise(ds, ts)
-        if cleaned:
-            result.counts["pixels cleaned"] += 1
+        if pixel_counts:
+            result.counts.update({k: v for k, v in pixel_counts.items() if v})
         counts = dict(sorted(result.counts.items()))
         if self.cfg.verify:
             from segkit.deid.verify import CODED_VRS, locate_leaks
 
-            verifier = result.collector.verifier(self.deid.charset(ds))
+            verifier: Any = result.collector.verifier(self.deid.charset(ds))
+            if self.run_dict is not None:
+                from segkit.deid.rundict import retained_tokens
+
+                verifier = _Either(verifier, self.run_dict, retained_tokens(result.collector.structural))
             if verifier.leaks(header) or (tail and verifier.leaks(tail)):
                 found = locate_leaks(header + tail, verifier)
                 paths = [path for path, vr, _ in found if vr not in CODED_VRS]
@@ -288,6 +253,18 @@ class _Worker:
         return ts or "1.2.840.10008.1.2"
 
 
+@dataclass(frozen=True)
+class _Either:
+    """The file's own verifier and the run's dictionary, searched together."""
+
+    own: Any
+    run: Any
+    retained: frozenset[bytes] = frozenset()
+
+    def leaks(self, data: bytes | memoryview) -> bool:
+        return self.own.leaks(data) or self.run.leaks(data, self.retained)
+
+
 def _mark_elements(profile: Any) -> list[Any]:
     from pydicom.dataelem import DataElement
     from pydicom.dataset import Dataset
@@ -323,102 +300,6 @@ def _patient_key(ds: Any) -> str:
         if v:
             return f"{kw}:{v}" if kw != "PatientID" else v
     return ""
-
-
-def _check_pixels(ds: Any, sop_name: str) -> str | None:
-    """Why the pixel data cannot be trusted, or None."""
-    has_pixels = any(t in ds for t in (0x7FE00010, 0x7FE00008, 0x7FE00009))
-    if not has_pixels:
-        if "Image Storage" in sop_name and "Enhanced SR" not in sop_name:
-            return "no pixel data in an image object"
-        return None
-    if 0x7FE00010 not in ds:
-        return None
-    meta = getattr(ds, "file_meta", None)
-    ts = str(meta.get("TransferSyntaxUID", "")) if meta is not None else ""
-    from pydicom.uid import UID
-
-    try:
-        value = ds.PixelData
-    except Exception:  # noqa: BLE001
-        return "pixel data cannot be read"
-    if value is None:
-        return "empty pixel data"
-    if ts and UID(ts).is_compressed:
-        from pydicom.encaps import generate_fragments
-
-        try:
-            n = sum(1 for _ in generate_fragments(value))
-        except Exception:  # noqa: BLE001
-            return "encapsulated pixel data cannot be parsed (truncated or corrupt)"
-        if not n:
-            return "encapsulated pixel data has no fragments"
-        return _decodes(ds, ts)
-    try:
-        rows, cols = int(ds.Rows), int(ds.Columns)
-        spp = int(ds.get("SamplesPerPixel", 1) or 1)
-        bits = int(ds.BitsAllocated)
-        frames = int(ds.get("NumberOfFrames", 1) or 1)
-    except (AttributeError, TypeError, ValueError):
-        return "pixel data without Rows, Columns or Bits Allocated"
-    expected = rows * cols * spp * frames * bits
-    expected = (expected + 7) // 8
-    if len(value) < expected:
-        return "pixel data shorter than Rows × Columns × frames (truncated)"
-    return None
-
-
-#: image types deid's blacklist treats as screenshots, reports or scanned documents
-_RISKY_IMAGE_TYPES = ("SECONDARY", "SCREEN", "SAVE", "REPORTDATA", "DEMOGRAPHICDATA", "INVALID")
-#: modalities with device-specific entries (and coordinates) in deid's pixel-filter recipe
-_CONSULT_MODALITIES = {"US", "CT", "NM", "PT", "OT", "XA", "RF", "CR", "DX", "MG", "ES", "XC"}
-
-
-def _decodes(ds: Any, ts: str) -> str | None:
-    """Decode the first frame of compressed pixel data, where a decoder is installed.
-
-    Without one (e.g. JPEG Lossless with neither pylibjpeg nor GDCM) the pixel data passes
-    through with its structure checked only: segkit never changes compressed pixels.
-    """
-    from pydicom.pixels import pixel_array
-    from pydicom.pixels.decoders.base import get_decoder
-    from pydicom.uid import UID
-
-    uid = UID(ts)
-    try:
-        if not get_decoder(uid).is_available:
-            return None
-    except (NotImplementedError, ValueError):
-        return None
-    try:
-        pixel_array(ds, index=0)
-    except Exception:  # noqa: BLE001 - whatever the plugin raises, the frame does not decode
-        return f"pixel data cannot be decoded ({uid.name})"
-    return None
-
-
-def _burned_in_risk(ds: Any, sop: str) -> tuple[str | None, bool]:
-    """``(risk, consult)``: a class-based burned-in text risk, and whether to ask deid's pixel filters.
-
-    Cheap header tests decide; deid's recipe (about 2 ms a file) runs only on the images they
-    single out, so primary MR acquisitions are not slowed down.
-    """
-    if 0x7FE00010 not in ds:
-        return None, False
-    if str(ds.get("BurnedInAnnotation", "") or "").strip().upper() == "YES":
-        return "BurnedInAnnotation = YES", True
-    if sop.startswith(_SC_PREFIX):
-        return "secondary capture", True
-    modality = str(ds.get("Modality", "") or "").strip().upper()
-    if sop in _US_CLASSES or modality == "US":
-        return "ultrasound", True
-    image_type = [str(v).upper() for v in (ds.get("ImageType") or [])]
-    if not image_type and modality in ("CT", "MR"):
-        return "no ImageType", True
-    odd = [t for t in image_type if t in _RISKY_IMAGE_TYPES]
-    if odd:
-        return f"ImageType {odd[0]}", True
-    return None, modality in _CONSULT_MODALITIES
 
 
 def _safe_name(text: str, fallback: str) -> str:
@@ -544,15 +425,16 @@ def _write_top_level(fp: Any, ds: Any) -> None:
                 write_data_element(fp, elem, encodings)
                 continue
             write(value)
-        else:
-            write_data_element(fp, ds.get_item(tag), encodings)
+        else:  # a raw element read without a VR (implicit data under an explicit syntax) is converted first
+            write_data_element(fp, ds[tag] if elem.is_raw and vr is None else ds.get_item(tag), encodings)
 
 
 # ------------------------------------------------------------------- the tree
-def _init_worker(cfg: _Config) -> None:
+def _init_worker(cfg: _Config, run_dict: Any = None) -> None:
     global _WORKER
     if _WORKER is None or _WORKER.cfg != cfg:  # a forked worker inherits the parent's, imports and all
         _WORKER = _Worker(cfg)
+    _WORKER.run_dict = run_dict
 
 
 def _run_one(job: tuple[str, str]) -> FileOutcome:
@@ -579,6 +461,7 @@ def _settings(cfg: _Config, profile: Any) -> dict[str, Any]:
         "pseudonym_pattern": cfg.pseudonym_pattern,
         "key_fingerprint": hmac.new(cfg.key, b"segkit key fingerprint", hashlib.sha256).hexdigest()[:16],
         "verify": cfg.verify,
+        "pixel_policy": cfg.pixel_policy,
     }
 
 
@@ -637,6 +520,7 @@ def anonymize_tree(
     pseudonym_pattern: str = "SK-{hash}",
     deid_recipe: str | os.PathLike[str] | None = None,
     progress: bool = False,
+    pixel_policy: str = "clean",
 ) -> AnonymizeSummary:
     """De-identify every file under *src* into *out* (PS3.15 Basic Profile + options).
 
@@ -662,7 +546,10 @@ def anonymize_tree(
     workers:
         Processes; default: all cores.  The output does not depend on it.
     verify:
-        Search each output's bytes for the input's identifiers before writing it.
+        Search each output's bytes for the run's identifiers before writing it.
+    pixel_policy:
+        What to do with burned-in text that OCR finds on an image at risk: ``"clean"`` (black
+        out its boxes, write the pixels uncompressed) or ``"quarantine"``.
 
     Returns
     -------
@@ -687,11 +574,15 @@ def anonymize_tree(
         if path is not None and (_inside(Path(path), out) or _inside(Path(path), src) and name == "--quarantine"):
             raise UsageError(name, f"{path} must be outside the output (and input) folder: "
                                    "it holds identifying data")
+    from segkit.deid.pixels import PIXEL_POLICIES
+
+    if pixel_policy not in PIXEL_POLICIES:
+        raise UsageError("--pixel-policy", f"must be one of {', '.join(PIXEL_POLICIES)}")
     resolved = load_profile(options, profile)  # fail early on a bad profile, before touching OUT
     cfg = _Config(bytes(key), None if options is None else frozenset(options),
                   None if profile is None else str(profile), pseudonym_pattern, verify,
                   None if quarantine is None else str(quarantine), str(out), linkage is not None,
-                  None if deid_recipe is None else str(deid_recipe))
+                  None if deid_recipe is None else str(deid_recipe), pixel_policy)
     settings = _settings(cfg, resolved)
     manifest = out / MANIFEST_NAME
     if out.exists() and any(out.iterdir()):
@@ -730,10 +621,15 @@ def anonymize_tree(
             todo.append(job)
     quarantined_rows: list[tuple[str, str, str]] = []
     nworkers = max(1, workers or os.cpu_count() or 1)
+    run_dict = None
+    if verify and todo:  # every input's identifiers, done files included: the check must not depend on resume
+        from segkit.deid.rundict import build_run_dictionary
+
+        run_dict = build_run_dictionary([p for p, _ in jobs], nworkers, keep_uids="retain_uids" in resolved.options)
     with open(audit_path, "a", encoding="utf-8") as audit_fh, \
             (open(link_partial, "a", newline="", encoding="utf-8") if link_partial else _Null()) as link_fh:
         link_writer = csv.writer(link_fh) if link_partial else None
-        for (path, rel), outcome in zip(todo, _outcomes(cfg, todo, nworkers, progress)):
+        for (path, rel), outcome in zip(todo, _outcomes(cfg, todo, nworkers, progress, run_dict)):
             rec = outcome.audit()
             records[outcome.input] = rec
             audit_fh.write(json.dumps(rec, sort_keys=True) + "\n")
@@ -790,22 +686,23 @@ class _Null:
         return None
 
 
-def _outcomes(cfg: _Config, jobs: list[tuple[str, str]], workers: int, progress: bool) -> Iterator[FileOutcome]:
+def _outcomes(cfg: _Config, jobs: list[tuple[str, str]], workers: int, progress: bool,
+              run_dict: Any = None) -> Iterator[FileOutcome]:
     from tqdm import tqdm
 
     bar = tqdm(total=len(jobs), unit="file", disable=not progress, desc="anonymize", leave=False)
     try:
         if workers == 1 or len(jobs) < 2:
-            worker = _Worker(cfg)
+            worker = _Worker(cfg, run_dict)
             for job in jobs:
                 yield worker.process(*job)
                 bar.update()
             return
-        _init_worker(cfg)  # build (and import) once in the parent: forked workers start ready
+        _init_worker(cfg, run_dict)  # build (and import) once in the parent: forked workers start ready
         import pydicom.filereader  # noqa: F401 - imported before the fork, not once per worker
         import pydicom.filewriter  # noqa: F401
 
-        with ProcessPoolExecutor(max_workers=workers, initializer=_init_worker, initargs=(cfg,)) as pool:
+        with ProcessPoolExecutor(max_workers=workers, initializer=_init_worker, initargs=(cfg, run_dict)) as pool:
             for outcome in pool.map(_run_one, jobs, chunksize=max(1, min(64, len(jobs) // (workers * 8) or 1))):
                 yield outcome
                 bar.update()

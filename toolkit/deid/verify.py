@@ -73,6 +73,7 @@ class PhiCollector:
     dates: set[str] = field(default_factory=set)  # YYYYMMDD, also searched as the head of a DT value
     weak: set[bytes] = field(default_factory=set)
     retained: set[str] = field(default_factory=set)
+    structural: set[str] = field(default_factory=set)  # kept structural text (Manufacturer, Code Meaning …)
 
     def add_text(self, value: str) -> None:
         """A text value (ID, address, institution …); each value of a multi-valued element."""
