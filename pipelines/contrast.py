@@ -66,3 +66,25 @@ def make_contrast(settings: Mapping[str, Any], seed: int) -> Any:
         return tf.where(u[3] < p, x * scale, x)
 
     return augment
+
+
+def make_dihedral(seed: int) -> Any:
+    """``augment(image H×W×C, mask H×W×1, epoch, position) -> (image, mask)``: one of the 8 flips / quarter turns.
+
+    Exact (no interpolation), drawn like the contrast from ``(seed, epoch, position)`` (its own stream).
+    """
+    from segkit.train.backend import load
+
+    tf = load().tf
+
+    def augment(image: Any, mask: Any, epoch: Any, position: Any) -> tuple[Any, Any]:
+        key = tf.stack([tf.constant(int(seed) + 7919, tf.int64),
+                        tf.cast(epoch, tf.int64) * 1_000_003 + tf.cast(position, tf.int64)])
+        u = tf.random.stateless_uniform([2], seed=key, dtype=tf.float32)
+        k = tf.cast(tf.floor(u[0] * 4.0), tf.int32)
+        image, mask = tf.image.rot90(image, k), tf.image.rot90(mask, k)
+        flip = u[1] < 0.5
+        return (tf.where(flip, tf.image.flip_left_right(image), image),
+                tf.where(flip, tf.image.flip_left_right(mask), mask))
+
+    return augment

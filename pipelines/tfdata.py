@@ -45,6 +45,7 @@ class PipelineSpec:
     prefetch: int = 0
     input_mode: str = "2d"
     contrast: dict[str, Any] | None = None
+    dihedral: bool = False
 
 
 def spec_from_config(config: dict[str, Any], batch_size: int | None = None) -> PipelineSpec:
@@ -56,7 +57,7 @@ def spec_from_config(config: dict[str, Any], batch_size: int | None = None) -> P
                         batch_size=int(batch_size or t["batch_size"]), seed=int(t["seed"]),
                         shuffle=bool(d["shuffle"]), read_parallelism=int(d["read_parallelism"]),
                         prefetch=int(d["prefetch"]), input_mode=str(m.get("input_mode", "2d")),
-                        contrast=contrast_settings(d.get("contrast")))
+                        contrast=contrast_settings(d.get("contrast")), dihedral=bool(d.get("dihedral", False)))
 
 
 def epoch_order(store: Store, seed: int, epoch: int, shuffle: bool = True) -> np.ndarray:
@@ -83,7 +84,7 @@ def steps_per_epoch(store: Store, batch_size: int, cap: int | None = None) -> in
     return min(steps, cap) if cap else steps
 
 
-def _preprocess_fn(spec: PipelineSpec, augment: Any = None) -> Any:
+def _preprocess_fn(spec: PipelineSpec, augment: Any = None, geometry: Any = None) -> Any:
     """``prepare(image H×W or H×W×3, mask H×W[, epoch, position])`` → model input and target."""
     from segkit.train.backend import load
 
@@ -100,6 +101,8 @@ def _preprocess_fn(spec: PipelineSpec, augment: Any = None) -> Any:
         if image.shape[0] != size or image.shape[1] != size:
             image = tf.image.resize(image, [size, size], method="bilinear")
             mask = tf.image.resize(mask, [size, size], method="nearest")
+        if geometry is not None and epoch is not None:
+            image, mask = geometry(image, mask, epoch, position)
         if augment is not None and epoch is not None:
             image = augment(image, epoch, position)
         if image.shape[-1] == 1:
@@ -112,7 +115,7 @@ def _preprocess_fn(spec: PipelineSpec, augment: Any = None) -> Any:
 
 def _reader_dataset(store: Store, order: np.ndarray, spec: PipelineSpec, with_index: bool,
                     epoch: int | None = None, first_position: int = 0) -> Any:
-    from segkit.pipelines.contrast import make_contrast
+    from segkit.pipelines.contrast import make_contrast, make_dihedral
     from segkit.train.backend import load
 
     tf = load().tf
@@ -137,10 +140,11 @@ def _reader_dataset(store: Store, order: np.ndarray, spec: PipelineSpec, with_in
         return (i, position, image, mask)
 
     augment = make_contrast(spec.contrast, spec.seed) if (spec.contrast and epoch is not None) else None
-    prepare = _preprocess_fn(spec, augment)
+    geometry = make_dihedral(spec.seed) if (spec.dihedral and epoch is not None) else None
+    prepare = _preprocess_fn(spec, augment, geometry)
 
     def finish(i: Any, position: Any, image: Any, mask: Any) -> Any:
-        if augment is not None:
+        if augment is not None or geometry is not None:
             image, mask = prepare(image, mask, epoch, position)
         else:
             image, mask = prepare(image, mask)

@@ -61,7 +61,7 @@ _PAPER: dict[str, Any] = {
         "max_time": None,
         "steps_per_epoch": None,
     },
-    "data": {"shuffle": True, "read_parallelism": 0, "prefetch": 0, "contrast": None, "split": None},
+    "data": {"shuffle": True, "read_parallelism": 0, "prefetch": 0, "contrast": None, "dihedral": False, "split": None},
 }
 
 _CPU_SMALL: dict[str, Any] = copy.deepcopy(_PAPER)
@@ -77,7 +77,8 @@ PRESETS: dict[str, dict[str, Any]] = {"paper": _PAPER, "cpu-small": _CPU_SMALL}
 
 #: Settings added after the first runs were recorded, with the value those runs trained with.
 _ADDED_LATER = (("model", "input_mode", "2d"), ("model", "output_prior", None), ("train", "schedule", "constant"),
-                ("train", "warmup_epochs", 0), ("train", "dice", "slice"), ("data", "contrast", None), ("data", "split", None))
+                ("train", "warmup_epochs", 0), ("train", "dice", "slice"), ("data", "contrast", None), ("data", "split", None),
+                ("data", "dihedral", False))
 
 
 def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
