@@ -9,9 +9,12 @@ a resumed run rebuilds exactly the same order and starts at the saved step (no
 reshuffling, no replay of the consumed part).
 
 Per slice: parallel reads from Zarr (``num_parallel_calls``, order kept), resize
-to the model size (image bilinear, mask nearest), grey → 3 channels, scaling to
-the encoder's ImageNet input convention (0–255, then segmentation_models'
-``get_preprocessing(backbone)``), batching, prefetch.
+to the model size (image bilinear, mask nearest), the encoder's three channels
+(``input_mode`` ``2d``: the grey slice repeated; ``2.5d``: the slice between its
+two neighbours in the same series, :mod:`segkit.pipelines.neighbours`), training
+samples only: the seeded intensity augmentation of :mod:`segkit.pipelines.contrast`
+(``contrast``), scaling to the encoder's ImageNet input convention (0–255, then
+segmentation_models' ``get_preprocessing(backbone)``), batching, prefetch.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ from segkit.errors import InputError
 from segkit.pipelines.training_store import open_training_store
 from segkit.store import Store
 
-__all__ = ["PipelineSpec", "epoch_order", "steps_per_epoch", "train_dataset", "eval_dataset"]
+__all__ = ["PipelineSpec", "epoch_order", "steps_per_epoch", "train_dataset", "eval_dataset", "spec_from_config"]
 
 
 @dataclass(frozen=True)
@@ -40,6 +43,21 @@ class PipelineSpec:
     shuffle: bool = True
     read_parallelism: int = 0
     prefetch: int = 0
+    input_mode: str = "2d"
+    contrast: dict[str, Any] | None = None
+    dihedral: bool = False
+
+
+def spec_from_config(config: dict[str, Any], batch_size: int | None = None) -> PipelineSpec:
+    """The pipeline a resolved training config asks for."""
+    from segkit.pipelines.contrast import contrast_settings
+
+    m, t, d = config["model"], config["train"], config["data"]
+    return PipelineSpec(input_size=int(m["input_size"]), backbone=str(m["backbone"]),
+                        batch_size=int(batch_size or t["batch_size"]), seed=int(t["seed"]),
+                        shuffle=bool(d["shuffle"]), read_parallelism=int(d["read_parallelism"]),
+                        prefetch=int(d["prefetch"]), input_mode=str(m.get("input_mode", "2d")),
+                        contrast=contrast_settings(d.get("contrast")), dihedral=bool(d.get("dihedral", False)))
 
 
 def epoch_order(store: Store, seed: int, epoch: int, shuffle: bool = True) -> np.ndarray:
@@ -66,7 +84,8 @@ def steps_per_epoch(store: Store, batch_size: int, cap: int | None = None) -> in
     return min(steps, cap) if cap else steps
 
 
-def _preprocess_fn(spec: PipelineSpec) -> Any:
+def _preprocess_fn(spec: PipelineSpec, augment: Any = None, geometry: Any = None) -> Any:
+    """``prepare(image H×W or H×W×3, mask H×W[, epoch, position])`` → model input and target."""
     from segkit.train.backend import load
 
     B = load()
@@ -74,43 +93,65 @@ def _preprocess_fn(spec: PipelineSpec) -> Any:
     encoder_preprocess = sm.get_preprocessing(spec.backbone)
     size = int(spec.input_size)
 
-    def prepare(image: Any, mask: Any) -> tuple[Any, Any]:
-        image = tf.ensure_shape(image, [None, None])[..., None]
+    def prepare(image: Any, mask: Any, epoch: Any = None, position: Any = None) -> tuple[Any, Any]:
+        image = tf.cast(image, tf.float32)
+        if image.shape.rank == 2:
+            image = image[..., None]
         mask = tf.ensure_shape(mask, [None, None])[..., None]
         if image.shape[0] != size or image.shape[1] != size:
             image = tf.image.resize(image, [size, size], method="bilinear")
             mask = tf.image.resize(mask, [size, size], method="nearest")
-        image = tf.image.grayscale_to_rgb(tf.cast(image, tf.float32)) * 255.0
-        image = tf.cast(encoder_preprocess(image), tf.float32)
+        if geometry is not None and epoch is not None:
+            image, mask = geometry(image, mask, epoch, position)
+        if augment is not None and epoch is not None:
+            image = augment(image, epoch, position)
+        if image.shape[-1] == 1:
+            image = tf.image.grayscale_to_rgb(image)
+        image = tf.cast(encoder_preprocess(image * 255.0), tf.float32)
         return image, tf.cast(mask > 0, tf.float32)
 
     return prepare
 
 
-def _reader_dataset(store: Store, order: np.ndarray, spec: PipelineSpec, with_index: bool) -> Any:
+def _reader_dataset(store: Store, order: np.ndarray, spec: PipelineSpec, with_index: bool,
+                    epoch: int | None = None, first_position: int = 0) -> Any:
+    from segkit.pipelines.contrast import make_contrast, make_dihedral
     from segkit.train.backend import load
 
     tf = load().tf
     h, w = (int(d) for d in store.image.shape[1:])
     parallel = spec.read_parallelism or tf.data.AUTOTUNE
+    stacked = spec.input_mode == "2.5d"
+    if stacked:
+        from segkit.pipelines.neighbours import neighbour_rows, read_stack
+
+        neighbours = neighbour_rows(store.table)
 
     def read(i: Any) -> tuple[np.ndarray, np.ndarray]:
+        if stacked:
+            return read_stack(store, int(i), neighbours)
         image, mask = store.read(int(i))
         return np.asarray(image, np.float32), np.asarray(mask, np.uint8)
 
-    def load_slice(i: Any) -> Any:
+    def load_slice(i: Any, position: Any) -> Any:
         image, mask = tf.numpy_function(read, [i], [tf.float32, tf.uint8], stateful=False)
-        image.set_shape([h, w])
+        image.set_shape([h, w, 3] if stacked else [h, w])
         mask.set_shape([h, w])
-        return (i, image, mask)
+        return (i, position, image, mask)
 
-    prepare = _preprocess_fn(spec)
+    augment = make_contrast(spec.contrast, spec.seed) if (spec.contrast and epoch is not None) else None
+    geometry = make_dihedral(spec.seed) if (spec.dihedral and epoch is not None) else None
+    prepare = _preprocess_fn(spec, augment, geometry)
 
-    def finish(i: Any, image: Any, mask: Any) -> Any:
-        image, mask = prepare(image, mask)
+    def finish(i: Any, position: Any, image: Any, mask: Any) -> Any:
+        if augment is not None or geometry is not None:
+            image, mask = prepare(image, mask, epoch, position)
+        else:
+            image, mask = prepare(image, mask)
         return (image, mask, i) if with_index else (image, mask)
 
-    ds = tf.data.Dataset.from_tensor_slices(np.asarray(order, dtype=np.int64))
+    positions = np.arange(first_position, first_position + len(order), dtype=np.int64)
+    ds = tf.data.Dataset.from_tensor_slices((np.asarray(order, dtype=np.int64), positions))
     ds = ds.map(load_slice, num_parallel_calls=parallel, deterministic=True)
     return ds.map(finish, num_parallel_calls=parallel, deterministic=True)
 
@@ -129,8 +170,9 @@ def train_dataset(store: Store | str | Path, spec: PipelineSpec, epoch: int, sta
     store = store if isinstance(store, Store) else open_training_store(store)
     total = steps_per_epoch(store, spec.batch_size, steps)
     order = epoch_order(store, spec.seed, epoch, spec.shuffle)[: total * spec.batch_size]
-    order = order[int(start_step) * spec.batch_size:]
-    ds = _reader_dataset(store, order, spec, with_index).batch(spec.batch_size, drop_remainder=True)
+    first = int(start_step) * spec.batch_size
+    ds = _reader_dataset(store, order[first:], spec, with_index, epoch=epoch, first_position=first)
+    ds = ds.batch(spec.batch_size, drop_remainder=True)
     return ds.prefetch(spec.prefetch or tf.data.AUTOTUNE)
 
 

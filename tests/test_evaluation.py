@@ -55,7 +55,8 @@ def test_pooled_metrics_sum_the_counts_of_every_slice() -> None:
     assert [r["dice"] for r in ev.per_patient] == [18 / 32, 0.0]
     # per-slice: P1 has two empty-vs-empty slices (Dice 1) and the squares; P2 a miss and a false positive
     assert [r["dice"] for r in ev.per_slice] == [1.0, 18 / 32, 1.0, 0.0, 0.0]
-    assert ev.over_slices["tumour"]["dice"] == {"mean": (18 / 32 + 0.0) / 2, "sd": pytest.approx(np.std([18 / 32, 0], ddof=1)), "n": 2}
+    assert ev.over_slices["tumour"]["dice"] == {"mean": (18 / 32 + 0.0) / 2, "sd": pytest.approx(np.std([18 / 32, 0], ddof=1)), "n": 2,
+                                                "ci95": [0.0, 18 / 32]}  # two patients: each alone is an end
     assert ev.over_patients["dice"]["mean"] == (18 / 32) / 2
 
 
@@ -99,7 +100,8 @@ def test_report_files_agree_with_each_other(cohort_cases: list[Case], tmp_path: 
     assert len(per_slice) == sum(c.truth.shape[0] for c in cohort_cases) == doc["slices"]
     assert int(per_slice[5]["tp"]) + int(per_slice[5]["fn"]) == int(cohort_cases[0].truth[5].sum())
     table = (out / "table.md").read_text()
-    assert f"| pooled over the split | {doc['pooled']['dice']:.4f} |" in table
+    low, high = doc["pooled"]["ci95"]["dice"]
+    assert f"| pooled over the split | {doc['pooled']['dice']:.4f} [{low:.4f}, {high:.4f}] |" in table
     assert table.count("\n| P") == 3
     # the first case is predicted perfectly: Dice 1 and HD95 0 mm
     assert doc["per_patient"][0]["dice"] == 1.0 and doc["per_patient"][0]["hd95_mm"] == 0.0
@@ -157,7 +159,10 @@ def test_compare_sets_runs_side_by_side(cohort_cases: list[Case], tmp_path: Path
     assert rows[1]["dice"] == 1.0 and rows[1]["hd95_mm"] == 0.0
     assert rows[0]["dice"] == docs[0]["pooled"]["dice"] < 1.0
     md = (tmp_path / "cmp" / "compare.md").read_text()
-    assert "| run-hybrid | hybrid | 250 | 3 | 1.0000 | 1.0000 | 1.0000 | 1.0000 | 0.00 |" in md
+    one = "1.0000 [1.0000, 1.0000]"  # every patient perfect: a zero-width interval
+    assert f"| run-hybrid | hybrid | 250 | 3 | {one} | {one} | {one} | {one} | 0.00 [0.00, 0.00] |" in md
+    low, high = docs[0]["pooled"]["ci95"]["dice"]
+    assert low < rows[0]["dice"] < high and rows[0]["dice_ci_low"] == low
     assert list(csv.DictReader((tmp_path / "cmp" / "compare.csv").open()))[0]["run"] == "run-unet"
 
 

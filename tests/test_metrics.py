@@ -198,3 +198,45 @@ def test_surface_metrics_give_both_distances_in_one_pass() -> None:
     assert surface_metrics(truth, pred, (1.0, 0.7)) == {"hd95_mm": pytest.approx(0.7), "msd_mm": pytest.approx(0.35)}
     empty = np.zeros_like(truth)
     assert surface_metrics(empty, empty, (1.0, 1.0)) == {"hd95_mm": 0.0, "msd_mm": 0.0}
+
+
+# ---------------------------------------------------------------- bootstrap intervals over patients
+def test_bootstrap_of_identical_patients_has_zero_width_and_widens_with_spread():
+    from segkit.metrics import bootstrap_mean_ci
+
+    same = bootstrap_mean_ci([0.8] * 6)
+    assert same == [pytest.approx(0.8), pytest.approx(0.8)]
+    narrow = bootstrap_mean_ci([0.78, 0.82, 0.79, 0.81, 0.8, 0.8])
+    wide = bootstrap_mean_ci([0.5, 1.0, 0.6, 0.95, 0.7, 0.85])
+    assert narrow[0] < 0.8 < narrow[1] and wide[0] < 0.775 < wide[1]
+    assert 0 < narrow[1] - narrow[0] < wide[1] - wide[0]
+    assert bootstrap_mean_ci([0.5, 1.0, 0.6, 0.95, 0.7, 0.85]) == wide  # seeded: the same interval every time
+    assert bootstrap_mean_ci([0.9]) is None  # one patient: nothing to resample
+
+
+def test_evaluation_intervals_resample_patients_not_slices():
+    from segkit.evaluation import Case, evaluate_cases
+
+    def case(name: str, shift: int, slices: int = 4) -> Case:
+        truth = np.zeros((slices, 16, 16), bool)
+        truth[:, 4:10, 4:10] = True
+        prob = np.zeros(truth.shape, np.float32)
+        prob[:, 4 + shift:10 + shift, 4:10] = 1.0
+        return Case(name, f"{name}-s1", (2.0, 1.0, 1.0), truth, prob, np.arange(slices), np.arange(slices) * 2.0)
+
+    same = evaluate_cases([case(p, 1) for p in "abc"])
+    for metric in ("dice", "iou", "precision", "recall"):
+        low, high = same.pooled["ci95"][metric]
+        assert low == pytest.approx(high) == pytest.approx(same.pooled[metric])
+    assert same.over_patients["dice"]["ci95"][1] - same.over_patients["dice"]["ci95"][0] == pytest.approx(0)
+
+    spread = evaluate_cases([case("a", 0), case("b", 1), case("c", 3)])
+    low, high = spread.pooled["ci95"]["dice"]
+    assert low < spread.pooled["dice"] < high and high - low > 0.1
+    # a patient with many slices counts as one patient: 20 identical slices of "a" do not narrow the interval
+    many = evaluate_cases([case("a", 0, 20), case("b", 1), case("c", 3)])
+    tumour = many.over_slices["tumour"]["dice"]["ci95"]
+    # the ends are resamples of one patient drawn three times (p = 1/27 > 2.5 %): the worst and the best patient
+    assert tumour[0] == pytest.approx(min(r["dice"] for r in many.per_patient))
+    assert tumour[1] == pytest.approx(max(r["dice"] for r in many.per_patient))
+    assert evaluate_cases([case("a", 1)]).pooled["ci95"]["dice"] is None

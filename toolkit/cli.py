@@ -314,27 +314,88 @@ _TRAIN_BLOCKS = ("transformer", "se", "cbam", "attention-gate", "resnext")
 @click.option("--deterministic", is_flag=True, help="TensorFlow op determinism: bit-identical runs and resumes.")
 @click.option("--strategy", type=click.Choice(["auto", "default", "mirrored", "multiworker"]),
               help="tf.distribute strategy (auto: multi-worker with TF_CONFIG, mirrored with several GPUs).")
+@click.option("--input-mode", type=click.Choice(["2d", "2.5d"]),
+              help="2d: the slice as grey; 2.5d: the slice between its two neighbours as the 3 channels.")
+@click.option("--folds", type=click.IntRange(2), default=None,
+              help="Patient-level K-fold cross-validation over all the store's patients into RUN_DIR/fold-XX "
+                   "(K = number of patients: leave-one-patient-out).")
 def train(store: Path, run_dir: Path, config_file: Path | None, preset: str, variant: str | None,
           without: tuple[str, ...], backbone: str | None, input_size: int | None, epochs: int | None,
           steps_per_epoch: int | None, batch_size: int | None, lr: float | None, lambda_dice: float | None,
           encoder_weights: str | None, resume: bool, max_time: str | None, checkpoint_every: int | None,
-          seed: int | None, deterministic: bool, strategy: str | None) -> None:
+          seed: int | None, deterministic: bool, strategy: str | None, input_mode: str | None,
+          folds: int | None) -> None:
     """Train the hybrid U-Net/Transformer (or a variant) on STORE's train split into RUN_DIR."""
-    from segkit.train.config import parse_duration
+    overrides = _train_overrides(variant, without, backbone, input_size, encoder_weights, epochs, steps_per_epoch,
+                                 batch_size, lr, lambda_dice, max_time, checkpoint_every, seed, deterministic,
+                                 strategy, input_mode)
+    if folds:
+        from segkit.train.crossval import train_folds
+
+        results = train_folds(store, run_dir, folds, preset=preset, config_file=config_file, overrides=overrides,
+                              resume=resume, progress=True)
+        for result in results:
+            click.echo(result.summary(), err=True)
+        click.echo(f"{folds} folds in {run_dir}; score them with: segkit evaluate {run_dir} {store}", err=True)
+        return
     from segkit.train.fit import train_run
 
-    overrides = {
+    result = train_run(store, run_dir, preset=preset, config_file=config_file, overrides=overrides,
+                       resume=resume, progress=True)
+    click.echo(result.summary(), err=True)
+
+
+def _train_overrides(variant: str | None, without: tuple[str, ...], backbone: str | None, input_size: int | None,
+                     encoder_weights: str | None, epochs: int | None, steps_per_epoch: int | None,
+                     batch_size: int | None, lr: float | None, lambda_dice: float | None, max_time: str | None,
+                     checkpoint_every: int | None, seed: int | None, deterministic: bool, strategy: str | None,
+                     input_mode: str | None) -> dict:
+    from segkit.train.config import parse_duration
+
+    return {
         "model": {"variant": variant, "backbone": backbone, "input_size": input_size,
-                  "encoder_weights": encoder_weights,
+                  "encoder_weights": encoder_weights, "input_mode": input_mode,
                   **{block.replace("-", "_"): False for block in without}},
         "train": {"epochs": epochs, "steps_per_epoch": steps_per_epoch, "batch_size": batch_size,
                   "learning_rate": lr, "lambda_dice": lambda_dice, "max_time": parse_duration(max_time),
                   "checkpoint_every": checkpoint_every, "seed": seed, "deterministic": deterministic or None,
                   "strategy": strategy},
     }
-    result = train_run(store, run_dir, preset=preset, config_file=config_file, overrides=overrides,
-                       resume=resume, progress=True)
-    click.echo(result.summary(), err=True)
+
+
+@cli.command()
+@click.argument("store", type=click.Path(path_type=Path))
+@click.argument("out", type=click.Path(path_type=Path, file_okay=False))
+@click.option("--folds", type=click.IntRange(2), default=None, help="Cross-validate every variant with K folds.")
+@click.option("--config", "config_file", type=click.Path(path_type=Path, dir_okay=False),
+              help="YAML settings applied over the preset (the same for every variant).")
+@click.option("--preset", type=click.Choice(["paper", "cpu-small"]), default="cpu-small", show_default=True)
+@click.option("--variant", "variants", multiple=True,
+              help="Only this row (repeatable): unet, unet_transformer, hybrid, hybrid-without-BLOCK.")
+@click.option("--epochs", type=click.IntRange(1), help="Epochs of every run.")
+@click.option("--steps-per-epoch", type=click.IntRange(1), help="Cap on steps per epoch.")
+@click.option("--input-size", type=click.IntRange(32), help="Model input size (multiple of 32).")
+@click.option("--batch-size", type=click.IntRange(1), help="Global batch size.")
+@click.option("--seed", type=click.IntRange(0, 2**31 - 1), help="Seed of every run.")
+@click.option("--deterministic", is_flag=True, help="TensorFlow op determinism.")
+def ablate(store: Path, out: Path, folds: int | None, config_file: Path | None, preset: str,
+           variants: tuple[str, ...], epochs: int | None, steps_per_epoch: int | None, input_size: int | None,
+           batch_size: int | None, seed: int | None, deterministic: bool) -> None:
+    """Train and score unet, unet_transformer, hybrid and each hybrid without one block (the paper's Table 3).
+
+    Same seed and budget for every row; OUT/ablation.md and .csv hold the table with 95 % bootstrap
+    intervals over patients.  Run it again to resume.
+    """
+    from segkit.train.ablate import ablate as run_ablation
+
+    overrides = {"model": {"input_size": input_size},
+                 "train": {"epochs": epochs, "steps_per_epoch": steps_per_epoch, "batch_size": batch_size,
+                           "seed": seed, "deterministic": deterministic or None}}
+    from segkit.train.config import _drop_none
+
+    rows = run_ablation(store, out, folds=folds, preset=preset, config_file=config_file,
+                        overrides=_drop_none(overrides), variants=list(variants) or None, progress=True)
+    click.echo(f"{len(rows)} variants; table in {out / 'ablation.md'}", err=True)
 
 
 @cli.command()
@@ -354,9 +415,22 @@ def train(store: Path, run_dir: Path, config_file: Path | None, preset: str, var
 @click.option("--force", is_flag=True, help="Replace the report folder if it exists.")
 def evaluate(run_dir: Path, store: Path, split: str, threshold: float, out: Path | None, checkpoint: str,
              compare: tuple[Path, ...], no_overlays: bool, force: bool) -> None:
-    """Dice / IoU / precision / recall (+ HD95) of a run on held-out patients."""
+    """Dice / IoU / precision / recall (+ HD95) of a run on held-out patients.
+
+    RUN_DIR may be the parent of `segkit train --folds`: every fold is scored on its own held-out
+    patients and RUN_DIR/eval-SPLIT/folds.md gives each fold, mean ± sd over folds and all pooled.
+    """
+    from segkit.train.crossval import evaluate_folds, is_folds_parent
     from segkit.train.evaluate import evaluate_run
 
+    if is_folds_parent(run_dir):
+        doc = evaluate_folds(run_dir, store, split, threshold, out, checkpoint=checkpoint,
+                             overlays=not no_overlays, overwrite=force, progress=True)
+        o = doc["over_folds"]["dice"]
+        click.echo(f"{len(doc['folds'])} folds: Dice {o['mean']:.4f} ± {o['sd'] or 0:.4f} over folds; pooled over "
+                   f"all {doc['patients']} held-out patients {doc['pooled']['dice']:.4f}; report in "
+                   f"{out if out is not None else run_dir / f'eval-{split}'}", err=True)
+        return
     doc = evaluate_run(run_dir, store, split, threshold, out, checkpoint=checkpoint, compare=compare,
                        overlays=not no_overlays, overwrite=force, progress=True)
     folder = out if out is not None else run_dir / f"eval-{split}"

@@ -36,10 +36,12 @@ import numpy as np
 from segkit._version import __version__
 from segkit.errors import InputError, MissingExtraError, OutputExistsError
 from segkit.metrics import (
+    BOOTSTRAP,
     OVERLAP_METRICS,
     Counts,
     counts,
     mean_sd,
+    patient_bootstrap,
     slice_counts,
     surface_metrics,
 )
@@ -69,6 +71,9 @@ CONVENTIONS = {
             "0 if both masks are empty, null if exactly one is",
     "msd": "mean of the same distances (mean symmetric surface distance), mm",
     "threshold": "a voxel is predicted tumour when its probability is >= threshold",
+    "ci95": "95 % percentile bootstrap interval over patients (2,000 resamples of the patients with replacement, "
+            "seed 0; a resample keeps all slices of each drawn patient and recomputes the statistic: pooled counts, "
+            "mean over patients or mean over their slices); null with fewer than two patients",
 }
 
 SLICE_COLUMNS = ("row", "patient", "series", "index", "position", "truth_pixels", "predicted_pixels",
@@ -145,6 +150,7 @@ class Evaluation:
             "slices": len(self.per_slice),
             "tumour_slices": int(sum(r["truth_pixels"] > 0 for r in self.per_slice)),
             "pooled": self.pooled,
+            "bootstrap": dict(BOOTSTRAP),
             "over_patients": self.over_patients,
             "over_slices": self.over_slices,
             "per_patient": self.per_patient,
@@ -196,15 +202,56 @@ def evaluate_cases(cases: Sequence[Case], threshold: float = 0.5) -> Evaluation:
         "all": {m: mean_sd(r[m] for r in per_slice) for m in OVERLAP_METRICS},
         "tumour": {m: mean_sd(r[m] for r in tumour) for m in OVERLAP_METRICS},
     }
+    pooled_ci = _add_intervals(per_patient, per_slice, over_patients, over_slices)
     return Evaluation(
         threshold=float(threshold),
         per_slice=per_slice,
         per_patient=per_patient,
-        pooled={**pooled.metrics(), **pooled.as_dict()},
+        pooled={**pooled.metrics(), **pooled.as_dict(), "ci95": pooled_ci},
         over_patients=over_patients,
         over_slices=over_slices,
         cases=list(cases),
     )
+
+
+def _add_intervals(per_patient: Sequence[Mapping[str, Any]], per_slice: Sequence[Mapping[str, Any]],
+                   over_patients: dict[str, dict[str, Any]], over_slices: dict[str, dict[str, dict[str, Any]]],
+                   ) -> dict[str, list[float] | None]:
+    """Put a bootstrap ``ci95`` (resampling patients) beside every mean; return the pooled metrics' intervals."""
+    patients = sorted({r["patient"] for r in per_patient})
+    unit = {p: k for k, p in enumerate(patients)}
+    n = len(patients)
+    # per patient: summed 3D counts, the 3D metrics, and the slice rows
+    tp, fp, fn = (np.zeros(n) for _ in range(3))
+    for r in per_patient:
+        k = unit[r["patient"]]
+        tp[k] += r["tp"]
+        fp[k] += r["fp"]
+        fn[k] += r["fn"]
+    values = {m: [np.asarray([np.nan if r[m] is None else r[m] for r in per_patient if unit[r["patient"]] == k])
+                  for k in range(n)] for m in SUMMARY_METRICS}
+    slices = {key: {m: [np.asarray([r[m] for r in per_slice if unit[r["patient"]] == k and
+                                    (key == "all" or r["truth_pixels"] > 0)], dtype=np.float64) for k in range(n)]
+                    for m in OVERLAP_METRICS} for key in ("all", "tumour")}
+
+    def pooled_stat(metric: str) -> Any:
+        def stat(idx: np.ndarray) -> float:
+            return getattr(Counts(int(tp[idx].sum()), int(fp[idx].sum()), int(fn[idx].sum()), 0), metric)
+        return stat
+
+    def mean_of(groups: list[np.ndarray]) -> Any:
+        def stat(idx: np.ndarray) -> float:
+            v = np.concatenate([groups[i] for i in idx]) if len(idx) else np.zeros(0)
+            v = v[np.isfinite(v)]
+            return float(v.mean()) if v.size else float("nan")
+        return stat
+
+    for m in SUMMARY_METRICS:
+        over_patients[m]["ci95"] = patient_bootstrap(n, mean_of(values[m])) if over_patients[m]["n"] else None
+    for key in ("all", "tumour"):
+        for m in OVERLAP_METRICS:
+            over_slices[key][m]["ci95"] = patient_bootstrap(n, mean_of(slices[key][m])) if over_slices[key][m]["n"] else None
+    return {m: patient_bootstrap(n, pooled_stat(m)) for m in OVERLAP_METRICS}
 
 
 # --------------------------------------------------------------------------- writers
@@ -227,12 +274,19 @@ def _f(value: float | None, digits: int = 4) -> str:
     return "–" if value is None else f"{value:.{digits}f}"
 
 
+def _ci(interval: Sequence[float] | None, digits: int = 4) -> str:
+    """`` [low, high]`` of a bootstrap interval, or nothing when there is none."""
+    if not interval:
+        return ""
+    return f" [{interval[0]:.{digits}f}, {interval[1]:.{digits}f}]"
+
+
 def _msd(stat: Mapping[str, Any], digits: int = 4) -> str:
     if stat["mean"] is None:
         return "–"
     if stat["sd"] is None:
-        return _f(stat["mean"], digits)
-    return f"{stat['mean']:.{digits}f} ± {stat['sd']:.{digits}f}"
+        return _f(stat["mean"], digits) + _ci(stat.get("ci95"), digits)
+    return f"{stat['mean']:.{digits}f} ± {stat['sd']:.{digits}f}" + _ci(stat.get("ci95"), digits)
 
 
 def _table_md(doc: Mapping[str, Any]) -> str:
@@ -249,7 +303,9 @@ def _table_md(doc: Mapping[str, Any]) -> str:
         "|---|" + "---:|" * len(head),
     ]
     p = ev["pooled"]
-    lines.append("| pooled over the split | " + " | ".join(_f(p[m]) for m in OVERLAP_METRICS) + " | – | – |")
+    pci = p.get("ci95") or {}
+    lines.append("| pooled over the split | " + " | ".join(_f(p[m]) + _ci(pci.get(m)) for m in OVERLAP_METRICS)
+                 + " | – | – |")
     o = ev["over_patients"]
     lines.append("| mean ± sd over patients (3D) | "
                  + " | ".join(_msd(o[m], 2 if m.endswith("_mm") else 4) for m in SUMMARY_METRICS) + " |")
@@ -267,7 +323,8 @@ def _table_md(doc: Mapping[str, Any]) -> str:
         lines.append(f"| {r['patient']} | {r['series']} | {r['slices']} | {r['tumour_slices']} | "
                      + " | ".join(_f(r[m]) for m in OVERLAP_METRICS)
                      + f" | {_f(r['hd95_mm'], 2)} | {_f(r['msd_mm'], 2)} |")
-    lines += ["", "Conventions:", ""] + [f"- {k}: {v}" for k, v in CONVENTIONS.items()] + [""]
+    lines += ["", "[low, high]: 95 % bootstrap interval over patients (see ci95 below).",
+              "", "Conventions:", ""] + [f"- {k}: {v}" for k, v in CONVENTIONS.items()] + [""]
     return "\n".join(lines)
 
 
@@ -451,8 +508,9 @@ def read_metrics(path: str | os.PathLike[str]) -> dict[str, Any]:
     return doc
 
 
-COMPARE_COLUMNS = ("run", "model", "params", "epochs", "split", "patients", "dice", "iou", "precision", "recall",
-                   "hd95_mm")
+COMPARE_COLUMNS = ("run", "model", "params", "epochs", "split", "patients",
+                   *[c for m in OVERLAP_METRICS for c in (m, f"{m}_ci_low", f"{m}_ci_high")],
+                   "hd95_mm", "hd95_mm_ci_low", "hd95_mm_ci_high")
 
 
 def compare_rows(docs: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
@@ -464,12 +522,17 @@ def compare_rows(docs: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
     rows = []
     for doc in docs:
         run = doc["run"]
-        rows.append({
+        pci = doc["pooled"].get("ci95") or {}
+        hci = doc["over_patients"]["hd95_mm"].get("ci95") or [None, None]
+        row = {
             "run": run.get("id", "?"), "model": run.get("model", "?"), "params": run.get("params"),
             "epochs": run.get("epochs"), "split": doc["split"], "patients": doc["patients"],
-            **{m: doc["pooled"][m] for m in OVERLAP_METRICS},
-            "hd95_mm": doc["over_patients"]["hd95_mm"]["mean"],
-        })
+            "hd95_mm": doc["over_patients"]["hd95_mm"]["mean"], "hd95_mm_ci_low": hci[0], "hd95_mm_ci_high": hci[1],
+        }
+        for m in OVERLAP_METRICS:
+            low, high = pci.get(m) or [None, None]
+            row.update({m: doc["pooled"][m], f"{m}_ci_low": low, f"{m}_ci_high": high})
+        rows.append(row)
     return rows
 
 
@@ -481,11 +544,18 @@ def compare_markdown(rows: Sequence[Mapping[str, Any]]) -> str:
     ]
     for r in rows:
         lines.append(f"| {r['run']} | {r['model']} | {_count(r['params'])} | {r['epochs'] if r['epochs'] is not None else '?'} | "
-                     + " | ".join(_f(r[m]) for m in OVERLAP_METRICS) + f" | {_f(r['hd95_mm'], 2)} |")
+                     + " | ".join(_f(r[m]) + _row_ci(r, m) for m in OVERLAP_METRICS)
+                     + f" | {_f(r['hd95_mm'], 2)}{_row_ci(r, 'hd95_mm', 2)} |")
     split = {r["split"] for r in rows}
     note = f"Pooled over the `{split.pop()}` split; HD95 is the mean over patients." if len(split) == 1 else \
         "Warning: the runs were evaluated on different splits."
+    note += " [low, high]: 95 % bootstrap interval over patients (2,000 resamples, seed 0)."
     return "\n".join(lines) + "\n\n" + note + "\n"
+
+
+def _row_ci(row: Mapping[str, Any], metric: str, digits: int = 4) -> str:
+    low, high = row.get(f"{metric}_ci_low"), row.get(f"{metric}_ci_high")
+    return "" if low is None or high is None else _ci([low, high], digits)
 
 
 def write_compare(docs: Sequence[Mapping[str, Any]], out: str | os.PathLike[str]) -> list[dict[str, Any]]:

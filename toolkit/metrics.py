@@ -26,7 +26,7 @@ Conventions
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -42,6 +42,9 @@ __all__ = [
     "mean_surface_distance",
     "surface_metrics",
     "mean_sd",
+    "patient_bootstrap",
+    "bootstrap_mean_ci",
+    "BOOTSTRAP",
     "OVERLAP_METRICS",
 ]
 
@@ -238,3 +241,48 @@ def mean_sd(values: Iterable[float]) -> dict[str, float | int | None]:
         "sd": float(v.std(ddof=1)) if v.size > 1 else None,
         "n": int(v.size),
     }
+
+
+#: Settings of every bootstrap interval segkit reports: 2,000 resamples of the patients, seed 0, 95 %.
+BOOTSTRAP = {"unit": "patient", "resamples": 2000, "seed": 0, "level": 0.95, "method": "percentile"}
+
+
+def patient_bootstrap(n_patients: int, statistic: Callable[[np.ndarray], float], *,
+                      resamples: int = BOOTSTRAP["resamples"], seed: int = BOOTSTRAP["seed"],
+                      level: float = BOOTSTRAP["level"]) -> list[float] | None:
+    """Percentile bootstrap interval of ``statistic`` over patients (``scipy.stats.bootstrap``).
+
+    Each resample draws ``n_patients`` patients with replacement (seeded) and
+    calls ``statistic`` with their indices (``0 … n_patients − 1``, repeats
+    allowed), so a statistic over slices or pooled counts resamples whole patients,
+    never single slices.
+
+    Returns
+    -------
+    list of float or None
+        ``[low, high]``; ``None`` with fewer than two patients (no spread to resample).
+    """
+    if n_patients < 2:
+        return None
+    from scipy.stats import bootstrap
+
+    def stat(idx: np.ndarray) -> float:
+        return float(statistic(np.asarray(idx, dtype=np.int64)))
+
+    import warnings
+
+    with warnings.catch_warnings():  # identical patients: a degenerate (zero-width) distribution is the answer
+        warnings.simplefilter("ignore")
+        res = bootstrap((np.arange(n_patients),), stat, n_resamples=int(resamples), confidence_level=float(level),
+                        method="percentile", vectorized=False, random_state=np.random.default_rng(int(seed)))
+    low, high = float(res.confidence_interval.low), float(res.confidence_interval.high)
+    if not (np.isfinite(low) and np.isfinite(high)):
+        return None
+    return [low, high]
+
+
+def bootstrap_mean_ci(values: Sequence[float], **kw: float) -> list[float] | None:
+    """Bootstrap interval of the mean of one value per patient (non-finite values are left out)."""
+    v = np.asarray([float(x) for x in values], dtype=np.float64)
+    v = v[np.isfinite(v)]
+    return patient_bootstrap(v.size, lambda idx: v[idx].mean(), **kw)

@@ -39,6 +39,8 @@ _PAPER: dict[str, Any] = {
         "se_ratio": 16,
         "resnext_groups": 0,
         "bn_momentum": None,
+        "input_mode": "2d",
+        "output_prior": None,
         "bottleneck": {"depth": 4, "heads": 8, "hidden": 1024, "dropout": 0.1, "activation": "gelu"},
         **dict.fromkeys(SWITCHES, None),
     },
@@ -46,8 +48,11 @@ _PAPER: dict[str, Any] = {
         "epochs": 29,
         "batch_size": 8,
         "learning_rate": 1.0e-4,
+        "schedule": "constant",
+        "warmup_epochs": 0,
         "lambda_dice": 1.0,
         "dice_epsilon": 1.0,
+        "dice": "slice",
         "seed": 0,
         "deterministic": False,
         "checkpoint_every": 500,
@@ -56,7 +61,7 @@ _PAPER: dict[str, Any] = {
         "max_time": None,
         "steps_per_epoch": None,
     },
-    "data": {"shuffle": True, "read_parallelism": 0, "prefetch": 0},
+    "data": {"shuffle": True, "read_parallelism": 0, "prefetch": 0, "contrast": None, "dihedral": False, "split": None},
 }
 
 _CPU_SMALL: dict[str, Any] = copy.deepcopy(_PAPER)
@@ -68,6 +73,12 @@ _CPU_SMALL["train"].update(epochs=12, batch_size=8, learning_rate=3.0e-3, checkp
 
 #: Named starting points: ``paper`` (the reference paper's setup) and ``cpu-small`` (2-core CPU, tests, demo).
 PRESETS: dict[str, dict[str, Any]] = {"paper": _PAPER, "cpu-small": _CPU_SMALL}
+
+
+#: Settings added after the first runs were recorded, with the value those runs trained with.
+_ADDED_LATER = (("model", "input_mode", "2d"), ("model", "output_prior", None), ("train", "schedule", "constant"),
+                ("train", "warmup_epochs", 0), ("train", "dice", "slice"), ("data", "contrast", None), ("data", "split", None),
+                ("data", "dihedral", False))
 
 
 def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
@@ -134,6 +145,8 @@ def resolve(config: dict[str, Any], what: str = "config") -> dict[str, Any]:
     """
     _validate(config, what)
     out = copy.deepcopy(config)
+    for section, key, value in _ADDED_LATER:  # configs of runs made before these settings existed
+        out[section].setdefault(key, value)
     model = out["model"]
     defaults = _VARIANT_SWITCHES[model["variant"]]
     for name in SWITCHES:

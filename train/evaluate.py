@@ -221,6 +221,11 @@ def evaluate_run(
         raise UsageError("--checkpoint", "must be 'best' or 'latest'")
     run = read_run(run_dir)
     opened = open_store(store)
+    fold_split = (run.config.get("data") or {}).get("split")
+    if fold_split:  # a cross-validation fold: its held-out patients are the fold's, not the store's
+        from segkit.pipelines.training_store import with_split
+
+        opened = with_split(opened, fold_split)
     check_held_out(run, opened, split)
     out = Path(out) if out is not None else run.path / f"eval-{split}"
     if out.exists() and not overwrite:

@@ -155,6 +155,25 @@ def _versions() -> dict[str, str]:
     return out
 
 
+def learning_rate_schedule(keras: Any, tcfg: dict[str, Any], steps_per_epoch: int) -> Any:
+    """Adam's learning rate: constant, or linear warm-up then cosine decay to 0, over the global step.
+
+    The schedule is a function of the optimizer's step counter, which every
+    checkpoint holds, so a resumed run continues on the same curve.
+    """
+    peak = float(tcfg["learning_rate"])
+    warmup = int(round(float(tcfg.get("warmup_epochs") or 0) * steps_per_epoch))
+    total = int(tcfg["epochs"]) * steps_per_epoch
+    if tcfg.get("schedule", "constant") == "cosine":
+        return keras.optimizers.schedules.CosineDecay(peak / 100 if warmup else peak, max(1, total - warmup),
+                                                      alpha=0.0, warmup_target=peak if warmup else None,
+                                                      warmup_steps=warmup)
+    if warmup:
+        return keras.optimizers.schedules.CosineDecay(peak / 100, 1, alpha=1.0, warmup_target=peak,
+                                                      warmup_steps=warmup)
+    return peak
+
+
 # ----------------------------------------------------------------------------------------- run dir
 def prepare_run_dir(run_dir: Path, config: dict[str, Any] | None, resume: bool,
                     overrides: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -254,8 +273,8 @@ def train_run(store: str | Path, run_dir: str | Path, config: dict[str, Any] | N
     """
     from tqdm import tqdm
 
-    from segkit.pipelines.training_store import open_training_store
-    from segkit.pipelines.tfdata import PipelineSpec, eval_dataset, steps_per_epoch, train_dataset
+    from segkit.pipelines.training_store import open_training_store, with_split
+    from segkit.pipelines.tfdata import eval_dataset, spec_from_config, steps_per_epoch, train_dataset
     from segkit.train import losses
     from segkit.train.backend import load
     from segkit.train.config import dump, load_config
@@ -268,6 +287,8 @@ def train_run(store: str | Path, run_dir: str | Path, config: dict[str, Any] | N
     config = prepare_run_dir(run_dir, config, resume, overrides)
     mcfg, tcfg, dcfg = config["model"], config["train"], config["data"]
     slices = open_training_store(store)
+    if dcfg.get("split"):
+        slices = with_split(slices, dcfg["split"])
     n_steps = steps_per_epoch(slices, tcfg["batch_size"], tcfg["steps_per_epoch"])
     if slices.indices("val").size == 0:
         raise InputError(str(store), "the val split is empty; training needs validation patients "
@@ -291,7 +312,7 @@ def train_run(store: str | Path, run_dir: str | Path, config: dict[str, Any] | N
 
     with strategy.scope():
         model = build_model(config)  # checks encoder weights before the run dir is touched
-        optimizer = keras.optimizers.Adam(learning_rate=float(tcfg["learning_rate"]))
+        optimizer = keras.optimizers.Adam(learning_rate=learning_rate_schedule(keras, tcfg, n_steps))
         optimizer.build(model.trainable_variables)
         epoch_var = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
         step_var = tf.Variable(0, dtype=tf.int64, trainable=False, name="step_in_epoch")
@@ -313,15 +334,13 @@ def train_run(store: str | Path, run_dir: str | Path, config: dict[str, Any] | N
     elif chief:
         write_atomic(run_dir / "config.yaml", dump(config))
 
-    spec = PipelineSpec(input_size=int(mcfg["input_size"]), backbone=mcfg["backbone"], batch_size=global_batch,
-                        seed=seed, shuffle=bool(dcfg["shuffle"]), read_parallelism=int(dcfg["read_parallelism"]),
-                        prefetch=int(dcfg["prefetch"]))
-    lam, eps = float(tcfg["lambda_dice"]), float(tcfg["dice_epsilon"])
+    spec = spec_from_config(config, global_batch)
+    lam, eps, dice_mode = float(tcfg["lambda_dice"]), float(tcfg["dice_epsilon"]), str(tcfg.get("dice", "slice"))
 
     def per_replica_train(x: Any, y: Any) -> tuple[Any, Any]:
         with tf.GradientTape() as tape:
             p = model(x, training=True)
-            per_example = losses.bce_dice_loss(y, p, lam, eps)
+            per_example = losses.bce_dice_loss(y, p, lam, eps, dice_mode)
             loss = tf.reduce_sum(per_example) / global_batch
         grads = tape.gradient(loss, model.trainable_variables)
         optimizer.apply_gradients(zip(grads, model.trainable_variables))
@@ -331,7 +350,7 @@ def train_run(store: str | Path, run_dir: str | Path, config: dict[str, Any] | N
 
     def per_replica_eval(x: Any, y: Any) -> Any:
         p = model(x, training=False)
-        per_example = losses.bce_dice_loss(y, p, lam, eps)
+        per_example = losses.bce_dice_loss(y, p, lam, eps, dice_mode)
         return tf.concat([[tf.reduce_sum(tf.cast(per_example, tf.float64)),
                            tf.cast(tf.shape(per_example)[0], tf.float64)], losses.confusion_counts(y, p)], 0)
 

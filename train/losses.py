@@ -28,11 +28,20 @@ def soft_dice_loss(y_true: Any, y_pred: Any, epsilon: float = 1.0) -> Any:
     return 1.0 - (2.0 * inter + epsilon) / (total + epsilon)
 
 
-def bce_dice_loss(y_true: Any, y_pred: Any, lambda_dice: float = 1.0, epsilon: float = 1.0) -> Any:
-    """``BCE + λ·Dice`` per example (paper eq. 3); BCE is the mean over the example's pixels."""
+def bce_dice_loss(y_true: Any, y_pred: Any, lambda_dice: float = 1.0, epsilon: float = 1.0,
+                  dice: str = "slice") -> Any:
+    """``BCE + λ·Dice`` per example (paper eq. 3); BCE is the mean over the example's pixels.
+
+    ``dice="slice"``: each example's own soft Dice.  ``dice="batch"``: one soft Dice over
+    all pixels of the batch (as nnU-Net's batch Dice), given to every example, so a slice
+    without tumour is not scored on its own (its false positives still count).
+    """
     y_true = tf.cast(y_true, y_pred.dtype)
     axes = list(range(1, len(y_pred.shape)))
     bce = tf.reduce_mean(keras.backend.binary_crossentropy(y_true, y_pred), axis=axes)
+    if dice == "batch":
+        whole = soft_dice_loss(tf.reshape(y_true, [1, -1]), tf.reshape(y_pred, [1, -1]), epsilon)
+        return bce + lambda_dice * tf.broadcast_to(whole, tf.shape(bce))
     return bce + lambda_dice * soft_dice_loss(y_true, y_pred, epsilon)
 
 

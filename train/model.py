@@ -159,7 +159,18 @@ def build_model(config: dict[str, Any]) -> Any:
                 layer.momentum = float(model_cfg["bn_momentum"])
     if weights is not None:
         load_encoder_weights(model, name, size, weights)
+    if model_cfg.get("output_prior") is not None:
+        _set_output_prior(model, float(model_cfg["output_prior"]), keras)
     return model
+
+
+def _set_output_prior(model: Any, prior: float, keras: Any) -> None:
+    """Bias of the last (1-channel, sigmoid) convolution = logit(prior): every pixel starts at ``prior``."""
+    import math
+
+    final = [layer for layer in model.layers if isinstance(layer, keras.layers.Conv2D)][-1]
+    kernel, bias = final.get_weights()
+    final.set_weights([kernel, bias * 0 + math.log(prior / (1 - prior))])
 
 
 def _build_skeleton(cfg: dict[str, Any], seed: int, keras: Any, blocks: Any, model_name: str) -> Any:

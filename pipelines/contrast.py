@@ -1,0 +1,90 @@
+"""On-the-fly intensity augmentation for training, seeded and deterministic (TensorFlow ops).
+
+The stored slices are scaled to [0, 1] per volume.  A T1- and a T2-weighted
+head do not differ by a scale: their tissues come in a different order of
+brightness (tumour darker than white matter on T1, brighter on T2).  So that a
+model trained on a few patients of one weighting segments the other, each
+training sample (probability ``remap``) goes through a random smooth intensity
+curve: a piecewise-linear map through ``knots`` equally spaced points whose
+values are drawn uniformly in [0, 1], with 0 kept at 0 so the background stays
+dark (random contrast, as in SynthSeg-style training).  Then a random gamma
+``x^γ`` (γ log-uniform in ``gamma``) and a random scale (uniform in
+``scale``), each with probability ``p``.  Image only; the mask never changes.
+
+The draws of a sample are ``tf.random.stateless_uniform`` seeded by
+``(seed, epoch, position in the epoch)``: a pure function of the run's seed and
+the data position, so a resumed run draws exactly what an uninterrupted run
+draws.  Validation, evaluation and prediction never augment.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+__all__ = ["CONTRAST_DEFAULTS", "contrast_settings", "make_contrast"]
+
+#: The settings ``data.contrast`` takes (any key left out takes this value).
+CONTRAST_DEFAULTS: dict[str, Any] = {"remap": 0.5, "knots": 5, "p": 0.5, "gamma": [0.7, 1.5], "scale": [0.9, 1.1]}
+
+
+def contrast_settings(config: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """``data.contrast`` with every key explicit, or ``None`` when it is off."""
+    if config is None:
+        return None
+    return {**CONTRAST_DEFAULTS, **dict(config)}
+
+
+def make_contrast(settings: Mapping[str, Any], seed: int) -> Any:
+    """``augment(image H×W×C, epoch, position) -> image``: the random curve, gamma and scale of one sample."""
+    from segkit.train.backend import load
+
+    tf = load().tf
+    knots = int(settings["knots"])
+    p_remap, p = float(settings["remap"]), float(settings["p"])
+    g_lo, g_hi = (float(v) for v in settings["gamma"])
+    s_lo, s_hi = (float(v) for v in settings["scale"])
+    import math
+
+    log_g = (math.log(g_lo), math.log(g_hi))
+
+    def augment(image: Any, epoch: Any, position: Any) -> Any:
+        key = tf.stack([tf.constant(int(seed), tf.int64), tf.cast(epoch, tf.int64) * 1_000_003 + tf.cast(position, tf.int64)])
+        u = tf.random.stateless_uniform([5 + knots], seed=key, dtype=tf.float32)
+        x = tf.clip_by_value(image, 0.0, 1.0)
+        # the random curve through (0, 0) and `knots` points at 1/knots, 2/knots … 1
+        values = tf.concat([[0.0], u[5:]], 0)
+        t = x * knots
+        k = tf.clip_by_value(tf.floor(t), 0.0, knots - 1.0)
+        lo = tf.gather(values, tf.cast(k, tf.int32))
+        hi = tf.gather(values, tf.cast(k, tf.int32) + 1)
+        curved = lo + (hi - lo) * (t - k)
+        x = tf.where(u[0] < p_remap, curved, x)
+        gamma = tf.exp(log_g[0] + (log_g[1] - log_g[0]) * u[2])
+        x = tf.where(u[1] < p, tf.pow(tf.maximum(x, 0.0), gamma), x)
+        scale = s_lo + (s_hi - s_lo) * u[4]
+        return tf.where(u[3] < p, x * scale, x)
+
+    return augment
+
+
+def make_dihedral(seed: int) -> Any:
+    """``augment(image H×W×C, mask H×W×1, epoch, position) -> (image, mask)``: one of the 8 flips / quarter turns.
+
+    Exact (no interpolation), drawn like the contrast from ``(seed, epoch, position)`` (its own stream).
+    """
+    from segkit.train.backend import load
+
+    tf = load().tf
+
+    def augment(image: Any, mask: Any, epoch: Any, position: Any) -> tuple[Any, Any]:
+        key = tf.stack([tf.constant(int(seed) + 7919, tf.int64),
+                        tf.cast(epoch, tf.int64) * 1_000_003 + tf.cast(position, tf.int64)])
+        u = tf.random.stateless_uniform([2], seed=key, dtype=tf.float32)
+        k = tf.cast(tf.floor(u[0] * 4.0), tf.int32)
+        image, mask = tf.image.rot90(image, k), tf.image.rot90(mask, k)
+        flip = u[1] < 0.5
+        return (tf.where(flip, tf.image.flip_left_right(image), image),
+                tf.where(flip, tf.image.flip_left_right(mask), mask))
+
+    return augment
