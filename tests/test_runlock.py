@@ -79,3 +79,14 @@ def test_locks_output_decorates_a_library_function(tmp_path):
 
     assert work("in", tmp_path / "o.zarr", n=np.int64(3)) == ("augment", 3)
     assert not lock_path(tmp_path / "o.zarr").exists()
+
+
+def test_a_second_anonymize_into_a_held_output_is_refused_and_writes_nothing(synth_cohort, tmp_path):
+    from segkit.deid import anonymize_tree
+
+    out = tmp_path / "clean"
+    with run_lock(out, "anonymize"):
+        with pytest.raises(RunLockedError, match=rf"clean: is being written by another anonymize run "
+                                                 rf"\(pid {os.getpid()} on "):
+            anonymize_tree(synth_cohort, out, b"\x07" * 32, workers=1)
+        assert sorted(p.name for p in tmp_path.iterdir()) == [".clean.lock"]

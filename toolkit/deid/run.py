@@ -23,6 +23,7 @@ from typing import Any, Iterable, Iterator
 
 from segkit.atomic import write_atomic
 from segkit.errors import InputError, LeakError, UsageError
+from segkit.runlock import locks_output
 
 __all__ = ["anonymize_tree", "AnonymizeSummary", "FileOutcome", "AUDIT_NAME"]
 
@@ -430,6 +431,14 @@ def _write_top_level(fp: Any, ds: Any) -> None:
 
 
 # ------------------------------------------------------------------- the tree
+def _init_pool_worker(cfg: _Config, run_dict: Any = None) -> None:
+    """A pool worker's initializer: exit with the parent (SIGKILL included), then get ready."""
+    from segkit.workers import die_with_parent
+
+    die_with_parent()
+    _init_worker(cfg, run_dict)
+
+
 def _init_worker(cfg: _Config, run_dict: Any = None) -> None:
     global _WORKER
     if _WORKER is None or _WORKER.cfg != cfg:  # a forked worker inherits the parent's, imports and all
@@ -506,6 +515,7 @@ def _remove_stale_temps(out: Path) -> None:
                 os.unlink(Path(dirpath) / name)
 
 
+@locks_output("out", "anonymize")  # a second run into the same OUT is refused at once
 def anonymize_tree(
     src: str | os.PathLike[str],
     out: str | os.PathLike[str],
@@ -702,7 +712,7 @@ def _outcomes(cfg: _Config, jobs: list[tuple[str, str]], workers: int, progress:
         import pydicom.filereader  # noqa: F401 - imported before the fork, not once per worker
         import pydicom.filewriter  # noqa: F401
 
-        with ProcessPoolExecutor(max_workers=workers, initializer=_init_worker, initargs=(cfg, run_dict)) as pool:
+        with ProcessPoolExecutor(max_workers=workers, initializer=_init_pool_worker, initargs=(cfg, run_dict)) as pool:
             for outcome in pool.map(_run_one, jobs, chunksize=max(1, min(64, len(jobs) // (workers * 8) or 1))):
                 yield outcome
                 bar.update()
