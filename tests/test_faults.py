@@ -116,3 +116,42 @@ def test_killed_convert_on_a_local_dask_cluster_takes_its_worker_processes_with_
     _wait_for(lambda: journal.exists() and len(_descendants(proc.pid)) >= 2, "the cluster converted a shard", proc)
     family = _kill_and_check(proc, out)
     assert len(family) >= 2  # the cluster's worker processes were there, and are gone
+
+
+_LATE_WORKER = '''
+import multiprocessing, os, sys, time
+
+def late_worker(flag):
+    # a worker still starting up (importing its task's modules) when its parent is killed
+    while multiprocessing.parent_process().pid == os.getppid():
+        time.sleep(0.01)
+    from segkit.workers import die_with_parent
+    die_with_parent()  # must notice that the parent is already gone
+    open(flag, "w").write("survived")
+    time.sleep(60)
+
+if __name__ == "__main__":
+    child = multiprocessing.get_context(sys.argv[2]).Process(target=late_worker, args=(sys.argv[1],))
+    child.start()
+    print(child.pid, flush=True)
+    time.sleep(60)
+'''
+
+
+@pytest.mark.parametrize("method", ["spawn", "fork"])
+def test_a_worker_whose_parent_died_while_it_started_exits(tmp_path, method):
+    script = tmp_path / "parent.py"
+    script.write_text(_LATE_WORKER)
+    flag = tmp_path / "survived"
+    proc = subprocess.Popen([sys.executable, str(script), str(flag), method], stdout=subprocess.PIPE, text=True)
+    child = int(proc.stdout.readline())
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    deadline = time.monotonic() + 60
+    while _alive(child) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    alive = _alive(child)
+    if alive:
+        os.kill(child, signal.SIGKILL)
+    assert not alive, "the worker outlived its parent"
+    assert not flag.exists()

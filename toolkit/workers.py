@@ -61,7 +61,12 @@ def die_with_parent(parent_pid: int | None = None) -> None:
     sends SIGKILL on the parent's death; everywhere: a daemon thread watches
     the parent and calls ``os._exit`` when it is gone.
     """
-    parent_pid = os.getppid() if parent_pid is None else parent_pid
+    if parent_pid is None:
+        # A multiprocessing child knows its parent's pid from the moment it was started; os.getppid()
+        # would name the reaper (init or a subreaper) if the parent was killed while this child was
+        # still starting up (importing its task's modules), and the worker would then live on forever.
+        parent = multiprocessing.parent_process()
+        parent_pid = parent.pid if parent is not None and parent.pid else os.getppid()
     if sys.platform.startswith("linux"):
         try:
             libc = ctypes.CDLL(None, use_errno=True)

@@ -157,7 +157,9 @@ def build_run_dictionary(paths: list[str], workers: int, *, keep_uids: bool = Fa
             ids |= i
             uids |= u
     else:
-        with ProcessPoolExecutor(max_workers=workers) as pool:
+        from segkit.workers import die_with_parent
+
+        with ProcessPoolExecutor(max_workers=workers, initializer=die_with_parent) as pool:
             for n, i, u in pool.map(gather_identifiers, paths, chunksize=max(1, min(256, len(paths) // (workers * 4)))):
                 names |= n
                 ids |= i
