@@ -9,7 +9,12 @@ curve: a piecewise-linear map through ``knots`` equally spaced points whose
 values are drawn uniformly in [0, 1], with 0 kept at 0 so the background stays
 dark (random contrast, as in SynthSeg-style training).  Then a random gamma
 ``x^γ`` (γ log-uniform in ``gamma``) and a random scale (uniform in
-``scale``), each with probability ``p``.  Image only; the mask never changes.
+``scale``), each with probability ``p``.  With probability ``invert`` the head is
+inverted first (``x → 1 + t − x`` above ``t`` = ``invert_threshold``; background and
+skull, darker than ``t``, are kept): the order of tissue brightness flips, which
+is roughly how a T2-weighted head relates to a T1-weighted one (fluid, oedema
+and necrosis dark on T1, bright on T2) without a random curve's loss of edges.
+Image only; the mask never changes.
 
 The draws of a sample are ``tf.random.stateless_uniform`` seeded by
 ``(seed, epoch, position in the epoch)``: a pure function of the run's seed and
@@ -25,7 +30,8 @@ from typing import Any
 __all__ = ["CONTRAST_DEFAULTS", "contrast_settings", "make_contrast"]
 
 #: The settings ``data.contrast`` takes (any key left out takes this value).
-CONTRAST_DEFAULTS: dict[str, Any] = {"remap": 0.5, "knots": 5, "p": 0.5, "gamma": [0.7, 1.5], "scale": [0.9, 1.1]}
+CONTRAST_DEFAULTS: dict[str, Any] = {"remap": 0.5, "knots": 5, "p": 0.5, "gamma": [0.7, 1.5], "scale": [0.9, 1.1],
+                                     "invert": 0.0, "invert_threshold": 0.1}
 
 
 def contrast_settings(config: Mapping[str, Any] | None) -> dict[str, Any] | None:
@@ -47,11 +53,15 @@ def make_contrast(settings: Mapping[str, Any], seed: int) -> Any:
     import math
 
     log_g = (math.log(g_lo), math.log(g_hi))
+    p_invert, t_invert = float(settings.get("invert", 0.0)), float(settings.get("invert_threshold", 0.1))
 
     def augment(image: Any, epoch: Any, position: Any) -> Any:
         key = tf.stack([tf.constant(int(seed), tf.int64), tf.cast(epoch, tf.int64) * 1_000_003 + tf.cast(position, tf.int64)])
         u = tf.random.stateless_uniform([5 + knots], seed=key, dtype=tf.float32)
         x = tf.clip_by_value(image, 0.0, 1.0)
+        if p_invert > 0.0:  # its own stream: runs without inversion draw what they always drew
+            v = tf.random.stateless_uniform([], seed=key + tf.constant([104729, 0], tf.int64), dtype=tf.float32)
+            x = tf.where((v < p_invert) & (x > t_invert), 1.0 + t_invert - x, x)
         # the random curve through (0, 0) and `knots` points at 1/knots, 2/knots … 1
         values = tf.concat([[0.0], u[5:]], 0)
         t = x * knots

@@ -1,0 +1,82 @@
+"""On-the-fly training augmentation (segkit.pipelines.contrast): seeded, image-only intensity changes
+(random curve, gamma, scale, head inversion) and exact flips / quarter turns of image and mask together."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+pytestmark = pytest.mark.train
+pytest.importorskip("tensorflow")
+pytest.importorskip("tf_keras")
+
+from segkit.pipelines.contrast import contrast_settings, make_contrast, make_dihedral  # noqa: E402
+
+
+def _head(size: int = 32) -> np.ndarray:
+    """A dark background (0.02), a skull ring (0.06) and tissue from 0.2 to 0.9: H×W×1 float32."""
+    yy, xx = np.mgrid[:size, :size]
+    r = np.hypot(yy - size / 2, xx - size / 2)
+    image = np.full((size, size), 0.02, np.float32)
+    image[r < 14] = 0.06
+    image[r < 12] = 0.2 + 0.7 * (xx[r < 12] / size)
+    return image[..., None]
+
+
+def _run(settings: dict, seed: int, epoch: int, position: int, image: np.ndarray) -> np.ndarray:
+    return make_contrast(contrast_settings(settings), seed)(image, epoch, position).numpy()
+
+
+def test_the_same_seed_epoch_and_position_draw_the_same_sample():
+    image = _head()
+    settings = {"remap": 0.5, "invert": 0.5}
+    a = _run(settings, 3, 2, 7, image)
+    np.testing.assert_array_equal(a, _run(settings, 3, 2, 7, image))
+    others = [_run(settings, 3, 2, p, image) for p in range(8)] + [_run(settings, 4, 2, 7, image)]
+    assert any(not np.array_equal(a, o) for o in others)
+
+
+def test_inversion_flips_the_head_and_keeps_background_and_skull():
+    image = _head()
+    out = _run({"remap": 0.0, "p": 0.0, "invert": 1.0, "invert_threshold": 0.1}, 0, 0, 0, image)
+    head = image > 0.1
+    np.testing.assert_allclose(out[head], 1.1 - image[head], atol=1e-6)
+    np.testing.assert_array_equal(out[~head], image[~head])
+    # the order of tissue brightness is reversed inside the head
+    inside = image[head]
+    assert np.corrcoef(inside, out[head])[0, 1] < -0.99
+
+
+def test_without_inversion_the_draws_are_those_of_runs_made_before_it_existed():
+    image = _head()
+    old = {"remap": 0.5, "knots": 5, "p": 0.5, "gamma": [0.7, 1.5], "scale": [0.9, 1.1]}
+    for position in range(6):
+        np.testing.assert_array_equal(_run(old, 1, 3, position, image), _run({**old, "invert": 0.0}, 1, 3, position, image))
+
+
+def test_inversion_probability_is_honoured_over_many_samples():
+    image = _head()
+    settings = {"remap": 0.0, "p": 0.0, "invert": 0.5}
+    inverted = [bool(_run(settings, 0, 0, p, image)[16, 8, 0] != image[16, 8, 0]) for p in range(200)]
+    assert 70 < sum(inverted) < 130
+
+
+def test_dihedral_moves_image_and_mask_together_exactly():
+    rng = np.random.default_rng(0)
+    image = rng.random((16, 16, 1)).astype(np.float32)
+    mask = (rng.random((16, 16, 1)) > 0.7).astype(np.float32)
+    flip = make_dihedral(5)
+    seen = set()
+    for position in range(32):
+        img, msk = (t.numpy() for t in flip(image, mask, 0, position))
+        # the same one of the 8 symmetries was applied to both
+        matches = [k for k in range(8)
+                   if np.array_equal(img, _sym(image, k)) and np.array_equal(msk, _sym(mask, k))]
+        assert len(matches) >= 1
+        seen.add(matches[0])
+    assert len(seen) >= 6
+
+
+def _sym(a: np.ndarray, k: int) -> np.ndarray:
+    out = np.rot90(a, k % 4, axes=(0, 1))
+    return out[:, ::-1] if k >= 4 else out
