@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator
 
 from segkit.atomic import write_atomic
+from segkit.deid.dicomdir import DICOMDIR_SOP_NAME, INPUT_REASON as _DICOMDIR_REASON, update_dicomdir
 from segkit.errors import InputError, LeakError, UsageError
 from segkit.runlock import locks_output
 
@@ -68,10 +69,12 @@ class AnonymizeSummary:
     quarantined: int = 0
     leaked: int = 0
     resumed: int = 0
+    dicomdir: str | None = None  # what became of OUT/DICOMDIR (when the input held a DICOMDIR)
 
     def line(self) -> str:
         return (f"{self.written} written, {self.quarantined} quarantined, {self.leaked} with leaks"
-                f"{f', {self.resumed} already done' if self.resumed else ''} of {self.files} files → {self.out}")
+                f"{f', {self.resumed} already done' if self.resumed else ''} of {self.files} files → {self.out}"
+                f"{f'; {self.dicomdir}' if self.dicomdir else ''}")
 
 
 @dataclass(frozen=True)
@@ -163,8 +166,7 @@ class _Worker:
         meta = getattr(ds, "file_meta", None)
         if meta is not None and str(meta.get("MediaStorageSOPClassUID", "")) == _DICOMDIR_CLASS or \
                 "DirectoryRecordSequence" in ds:
-            return FileOutcome(input_id, "quarantined", sop_class="Media Storage Directory Storage",
-                               reason="DICOMDIR: its directory records name patients; build a new one from OUT")
+            return FileOutcome(input_id, "quarantined", sop_class=DICOMDIR_SOP_NAME, reason=_DICOMDIR_REASON)
         sop = str(ds.get("SOPClassUID", "") or "").strip("\x00 ")
         if not sop or not str(ds.get("SOPInstanceUID", "") or "").strip("\x00 "):
             return FileOutcome(input_id, "quarantined", reason="no SOP Class UID or SOP Instance UID")
@@ -659,6 +661,9 @@ def anonymize_tree(
         summary.written += status == "written"
         summary.quarantined += status == "quarantined"
         summary.leaked += status == "leak"
+    dicomdir = update_dicomdir(out, records, ids, run_dict, [p for p, _ in jobs] if verify else None, nworkers,
+                               keep_uids="retain_uids" in resolved.options, keep_text=resolved.keep_text)
+    summary.dicomdir = dicomdir.note() if dicomdir else None
     _atomic_text(audit_path, "".join(json.dumps(records[k], sort_keys=True) + "\n" for k in sorted(records)))
     if linkage is not None:
         rows = sorted(linkage_rows)
@@ -682,8 +687,10 @@ def anonymize_tree(
         w.writerow(["path", "input", "reason"])
         w.writerows(rows)
         _atomic_text(qfile, text.getvalue())
-    if summary.leaked:
-        raise LeakError(str(audit_path), f"{summary.leaked} file(s) still held an identifier of their input and "
+    if summary.leaked or dicomdir and dicomdir.leaks:
+        what = " and ".join(filter(None, (f"{summary.leaked} file(s)" if summary.leaked else "",
+                                          "OUT/DICOMDIR" if dicomdir and dicomdir.leaks else "")))
+        raise LeakError(str(audit_path), f"{what} still held an identifier of their input and "
                                          "were not written; the audit names the tag paths")
     return summary
 
