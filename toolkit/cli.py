@@ -145,6 +145,9 @@ def anonymize() -> None:
 @click.option("--quarantine", type=click.Path(path_type=Path, file_okay=False),
               help="Folder (outside OUT) that receives every file that is not written, with the reason.")
 @click.option("--workers", type=click.IntRange(1, 256), default=None, help="Processes (default: all cores).")
+@click.option("--dask", "dask", metavar="ADDRESS", default=None,
+              help="Spread files over a Dask cluster: a scheduler address (tcp://host:8786) or local[:N] "
+                   "(needs the 'dask' extra; output is identical).")
 @click.option("--no-verify", is_flag=True, help="Skip the leak check of each output (not recommended).")
 @click.option("--pseudonym-pattern", default="SK-{hash}", show_default=True,
               help="Patient pseudonym; {hash} = 12 keyed base-32 characters.")
@@ -153,8 +156,8 @@ def anonymize() -> None:
 @click.option("--pixel-policy", type=click.Choice(["clean", "quarantine"]), default="clean", show_default=True,
               help="Burned-in text that OCR finds on an image at risk: black out its boxes, or quarantine the file.")
 def anonymize_run(src: Path, out: Path, key_file: Path, linkage: Path | None, profile_file: Path | None,
-                  options: tuple[str, ...], quarantine: Path | None, workers: int | None, no_verify: bool,
-                  pseudonym_pattern: str, deid_recipe: Path | None, pixel_policy: str) -> None:
+                  options: tuple[str, ...], quarantine: Path | None, workers: int | None, dask: str | None,
+                  no_verify: bool, pseudonym_pattern: str, deid_recipe: Path | None, pixel_policy: str) -> None:
     """De-identify every file under IN into OUT (organised by pseudonym/study/series)."""
     from segkit.deid import anonymize_tree, parse_options, read_key
 
@@ -163,7 +166,7 @@ def anonymize_run(src: Path, out: Path, key_file: Path, linkage: Path | None, pr
     summary = anonymize_tree(src, out, read_key(key_file), options=parse_options(options) if options else None,
                              profile=profile_file, linkage=linkage, quarantine=quarantine, workers=workers,
                              verify=not no_verify, pseudonym_pattern=pseudonym_pattern, deid_recipe=deid_recipe,
-                             progress=sys.stderr.isatty(), pixel_policy=pixel_policy)
+                             progress=sys.stderr.isatty(), pixel_policy=pixel_policy, dask=dask)
     click.echo(summary.line(), err=True)
 
 

@@ -17,6 +17,7 @@ import logging
 import os
 import shutil
 from concurrent.futures import ProcessPoolExecutor
+from contextlib import closing
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Iterator
@@ -533,6 +534,7 @@ def anonymize_tree(
     deid_recipe: str | os.PathLike[str] | None = None,
     progress: bool = False,
     pixel_policy: str = "clean",
+    dask: str | Any | None = None,
 ) -> AnonymizeSummary:
     """De-identify every file under *src* into *out* (PS3.15 Basic Profile + options).
 
@@ -556,12 +558,17 @@ def anonymize_tree(
         Folder (outside *out*) that receives a copy of every file not written, with
         ``segkit-quarantine.csv`` giving the reason.  Without it they are only listed.
     workers:
-        Processes; default: all cores.  The output does not depend on it.
+        Processes; default: all cores.  The output does not depend on it.  With *dask* they
+        still read the headers for the run dictionary (and build a DICOMDIR).
     verify:
         Search each output's bytes for the run's identifiers before writing it.
     pixel_policy:
         What to do with burned-in text that OCR finds on an image at risk: ``"clean"`` (black
         out its boxes, write the pixels uncompressed) or ``"quarantine"``.
+    dask:
+        Spread the files over a Dask cluster instead of local processes: a scheduler address
+        (``tcp://host:8786``), ``"local"`` / ``"local:N"`` (a LocalCluster of N processes for this
+        run) or a ``distributed.Client``; the output is the same (see :mod:`segkit.deid.cluster`).
 
     Returns
     -------
@@ -590,6 +597,10 @@ def anonymize_tree(
 
     if pixel_policy not in PIXEL_POLICIES:
         raise UsageError("--pixel-policy", f"must be one of {', '.join(PIXEL_POLICIES)}")
+    if dask is not None:
+        from segkit.deid.cluster import check_dask
+
+        check_dask(dask)
     resolved = load_profile(options, profile)  # fail early on a bad profile, before touching OUT
     cfg = _Config(bytes(key), None if options is None else frozenset(options),
                   None if profile is None else str(profile), pseudonym_pattern, verify,
@@ -624,14 +635,16 @@ def anonymize_tree(
     ids = Keyring(cfg.key, pseudonym_pattern)
     todo = []
     records: dict[str, dict[str, Any]] = {}
+    quarantined_rows: list[tuple[str, str, str]] = []
     for job in jobs:
         iid = ids.short("input", job[1], 16)
         if iid in done:
             records[iid] = done[iid]
             summary.resumed += 1
+            if done[iid]["status"] != "written":  # a killed run wrote no quarantine list: its rows come from here
+                quarantined_rows.append((job[1], iid, done[iid].get("reason", "")))
         else:
             todo.append(job)
-    quarantined_rows: list[tuple[str, str, str]] = []
     nworkers = max(1, workers or os.cpu_count() or 1)
     run_dict = None
     if verify and todo:  # every input's identifiers, done files included: the check must not depend on resume
@@ -639,9 +652,10 @@ def anonymize_tree(
 
         run_dict = build_run_dictionary([p for p, _ in jobs], nworkers, keep_uids="retain_uids" in resolved.options)
     with open(audit_path, "a", encoding="utf-8") as audit_fh, \
-            (open(link_partial, "a", newline="", encoding="utf-8") if link_partial else _Null()) as link_fh:
+            (open(link_partial, "a", newline="", encoding="utf-8") if link_partial else _Null()) as link_fh, \
+            closing(_outcomes(cfg, todo, nworkers, progress, run_dict, dask)) as outcomes:
         link_writer = csv.writer(link_fh) if link_partial else None
-        for (path, rel), outcome in zip(todo, _outcomes(cfg, todo, nworkers, progress, run_dict)):
+        for (path, rel), outcome in zip(todo, outcomes):
             rec = outcome.audit()
             records[outcome.input] = rec
             audit_fh.write(json.dumps(rec, sort_keys=True) + "\n")
@@ -704,11 +718,19 @@ class _Null:
 
 
 def _outcomes(cfg: _Config, jobs: list[tuple[str, str]], workers: int, progress: bool,
-              run_dict: Any = None) -> Iterator[FileOutcome]:
+              run_dict: Any = None, dask: str | Any | None = None) -> Iterator[FileOutcome]:
     from tqdm import tqdm
 
     bar = tqdm(total=len(jobs), unit="file", disable=not progress, desc="anonymize", leave=False)
     try:
+        if dask is not None and jobs:
+            from segkit.deid.cluster import dask_outcomes
+
+            with closing(dask_outcomes(dask, cfg, jobs, run_dict)) as results:
+                for outcome in results:
+                    yield outcome
+                    bar.update()
+            return
         if workers == 1 or len(jobs) < 2:
             worker = _Worker(cfg, run_dict)
             for job in jobs:
