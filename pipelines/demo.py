@@ -120,11 +120,14 @@ def _augment(root: Path, quick: bool) -> str:
     return f"{result.train} training images ({result.augmented} augmented) -> {result.path}"
 
 
-#: Training budget of the demo: the cpu-small preset (the paper's hybrid model with a ResNet-18 encoder
-#: and a 2-block bottleneck at 64²), quick / full.  On 2 cores: ~4 s per epoch of 12 steps.
+#: Training budget of the demo: the cpu-small preset (the paper's hybrid model with a ResNet-18 encoder and a
+#: 2-block bottleneck; 2.5D input, batch Dice, warm-up + cosine, flips/quarter turns, head inversion) at the
+#: cohort's own matrix (128², or 64² with --quick), quick / full.  On 2 idle cores: ~0.3 s per step at 128².
 DEMO_TRAINING = {
-    True: {"train": {"epochs": 10, "steps_per_epoch": 12, "batch_size": 8, "seed": 0, "deterministic": True}},
-    False: {"train": {"epochs": 24, "steps_per_epoch": 12, "batch_size": 8, "seed": 0, "deterministic": True}},
+    True: {"model": {"input_size": 64},
+           "train": {"epochs": 10, "steps_per_epoch": 12, "batch_size": 8, "seed": 0, "deterministic": True}},
+    False: {"model": {"input_size": 128},
+            "train": {"epochs": 20, "steps_per_epoch": 24, "batch_size": 8, "seed": 0, "deterministic": True}},
 }
 
 

@@ -69,7 +69,14 @@ _CPU_SMALL["model"].update(
     backbone="resnet18", input_size=64, encoder_weights=None, decoder_filters=[64, 32, 16, 16], se_ratio=8, bn_momentum=0.9,
     bottleneck={"depth": 2, "heads": 4, "hidden": 256, "dropout": 0.1, "activation": "gelu"},
 )
-_CPU_SMALL["train"].update(epochs=12, batch_size=8, learning_rate=3.0e-3, checkpoint_every=0)
+_CPU_SMALL["model"].update(input_mode="2.5d", output_prior=0.01)
+_CPU_SMALL["train"].update(epochs=12, batch_size=8, learning_rate=1.0e-3, checkpoint_every=0, schedule="cosine",
+                           warmup_epochs=2, dice="batch")
+# Measured on the demo cohort (README, "What the CPU preset does and why"): the neighbours as channels, the
+# batch Dice, warm-up + cosine decay, exact flips/quarter turns and an occasional inversion of the head's
+# tissue order (T1 <-> T2-like) each raised the held-out Dice of a T2 patient when three of four training
+# patients are T1; the random intensity curve (remap) lowered it at this budget, so it is off.
+_CPU_SMALL["data"].update(dihedral=True, contrast={"remap": 0.0, "invert": 0.2})
 
 #: Named starting points: ``paper`` (the reference paper's setup) and ``cpu-small`` (2-core CPU, tests, demo).
 PRESETS: dict[str, dict[str, Any]] = {"paper": _PAPER, "cpu-small": _CPU_SMALL}

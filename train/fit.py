@@ -377,7 +377,7 @@ def train_run(store: str | Path, run_dir: str | Path, config: dict[str, Any] | N
     kill_after = int(os.environ[KILL_ENV]) if os.environ.get(KILL_ENV) else None
     val_ds = strategy.experimental_distribute_dataset(eval_dataset(slices, spec, "val"))
     stopped = False
-    epoch_t0 = time.monotonic()
+    epoch_t0 = curves_t = time.monotonic()
 
     while int(epoch_var.numpy()) < epochs and not stopped:
         epoch = int(epoch_var.numpy())
@@ -423,7 +423,10 @@ def train_run(store: str | Path, run_dir: str | Path, config: dict[str, Any] | N
                         _scalar(tf, k, v)
                 writers[split].flush()
             _write_history(history_path, history)
-            write_curves(history, run_dir / "curves.png")
+            # Drawing the curves costs ~1 s (matplotlib): at most every 30 s while training, and when the run stops.
+            if time.monotonic() - curves_t >= 30.0:
+                write_curves(history, run_dir / "curves.png")
+                curves_t = time.monotonic()
         if val_s["dice"] > float(best_var.numpy()):
             # Every worker saves: under MultiWorkerMirroredStrategy reading the weights is a
             # collective, so a chief saving alone would hang or abort; only the chief's file is kept.
@@ -443,6 +446,8 @@ def train_run(store: str | Path, run_dir: str | Path, config: dict[str, Any] | N
         manager.save(checkpoint_number=int(optimizer.iterations.numpy()))
         epoch_t0 = time.monotonic()
 
+    if chief and history:
+        write_curves(history, run_dir / "curves.png")
     result = TrainResult(run_dir=run_dir, epochs_done=int(epoch_var.numpy()), global_step=int(optimizer.iterations.numpy()),
                          best_val_dice=float(best_var.numpy()), stopped_early=stopped, resumed=resume, history=history)
     if chief:
