@@ -252,3 +252,19 @@ def test_a_name_of_patient_a_in_patient_b_file_is_caught(tmp_path):
     assert a.family.lower() not in ((tmp_path / "out" / AUDIT_NAME).read_text() + res.output).lower()
     assert sum(r["status"] == "written" for r in records) == len(records) - 1
     assert _scan_for({a.family}, tmp_path / "out") == []
+
+
+@needs_tesseract
+def test_derived_ct_series_without_text_is_written_whole(shared_fixtures, tmp_path):
+    """rt-utils' oblique CT series is DERIVED\\SECONDARY (at risk) and shows no text: Tesseract reads
+    two- and three-letter "words" into its anatomy, which must not send a slice to quarantine."""
+    src = tmp_path / "in"
+    shutil.copytree(shared_fixtures / "qurit+rt-utils/tests/oriented_data", src, ignore=shutil.ignore_patterns("*.txt"))
+    out = tmp_path / "out"
+    summary = anonymize_tree(src, out, KEY, workers=1)
+    assert (summary.written, summary.quarantined) == (3, 0)
+    audit = [json.loads(line) for line in (out / AUDIT_NAME).read_text().splitlines()]
+    assert all(r["status"] == "written" for r in audit) and len(audit) == 3
+    written = sorted(pydicom.dcmread(f).ImagePositionPatient[2] for f in out.rglob("*.dcm"))
+    originals = sorted(pydicom.dcmread(f).ImagePositionPatient[2] for f in src.glob("*.dcm"))
+    assert written == originals  # the series keeps every slice, so it still converts

@@ -38,7 +38,8 @@ _CONSULT_MODALITIES = {"US", "CT", "NM", "PT", "OT", "XA", "RF", "CR", "DX", "MG
 _DECODER_HINT = "pip install pylibjpeg pylibjpeg-libjpeg pylibjpeg-openjpeg pylibjpeg-rle pyjpegls"
 #: transfer syntaxes that are always lossy (JPEG baseline/extended, JPEG-LS near-lossless)
 _LOSSY_SYNTAXES = {"1.2.840.10008.1.2.4.50", "1.2.840.10008.1.2.4.51", "1.2.840.10008.1.2.4.81"}
-#: OCR rounds on an image: find → black out → read again, until nothing is read
+#: OCR rounds on an image: find → black out → read again, until nothing is read (then a last
+#: read in which only text beyond doubt sends the file to quarantine)
 _OCR_ROUNDS = 3
 
 
@@ -241,11 +242,19 @@ class PixelCleaner:
             arr = apply_color_lut(arr, ds)
         return np.array(arr, order="C")  # a writable copy: cleaning works in place
 
+    @staticmethod
+    def _views(frames: np.ndarray, mono1: bool) -> list[np.ndarray]:
+        """What OCR reads: frame 1, and for a cine the projection of all frames."""
+        views = [frames[0]]
+        if len(frames) > 1:  # static text shows in the projection of a cine, moving anatomy blurs
+            views.append(frames.min(axis=0) if mono1 else frames.max(axis=0))
+        return views
+
     def _ocr_clean(self, ds: Any, arr: np.ndarray) -> tuple[int, np.ndarray]:
         """Black out every word OCR reads (on frame 1 and the projection of all frames, applied to all).
 
         Returns the number of boxes and the cleaned array; raises :class:`_TextRemains` when text
-        is still read after the last round.
+        beyond doubt is still read after the last round.
         """
         from segkit.deid.ocr import to_grey8
 
@@ -255,10 +264,7 @@ class PixelCleaner:
         dark = frames.max() if mono1 else frames.min()
         total, copied = 0, False
         for _ in range(_OCR_ROUNDS):
-            views = [frames[0]]
-            if len(frames) > 1:  # static text shows in the projection of a cine, moving anatomy blurs
-                views.append(frames.min(axis=0) if mono1 else frames.max(axis=0))
-            boxes = [b for view in views for b in self._finder.boxes(to_grey8(view, mono1))]
+            boxes = [b for view in self._views(frames, mono1) for b in self._finder.boxes(to_grey8(view, mono1))]
             if not boxes:
                 return total, (frames[0] if single else frames)
             if not copied:
@@ -266,7 +272,15 @@ class PixelCleaner:
             for x0, y0, x1, y1 in boxes:
                 frames[:, y0:y1, x0:x1] = dark
             total += len(boxes)
-        raise _TextRemains
+        # a last read: text beyond doubt sends the file to quarantine; what else Tesseract still
+        # makes of the image (mostly two-letter "words" in the tissue around the boxes) is blacked
+        # out too, and the file is written
+        words = [w for view in self._views(frames, mono1) for w in self._finder.words(to_grey8(view, mono1))]
+        if any(sure for _, sure in words):
+            raise _TextRemains
+        for (x0, y0, x1, y1), _ in words:
+            frames[:, y0:y1, x0:x1] = dark
+        return total + len(words), (frames[0] if single else frames)
 
 
 def _is_colour(ds: Any) -> bool:
