@@ -268,3 +268,32 @@ def test_derived_ct_series_without_text_is_written_whole(shared_fixtures, tmp_pa
     written = sorted(pydicom.dcmread(f).ImagePositionPatient[2] for f in out.rglob("*.dcm"))
     originals = sorted(pydicom.dcmread(f).ImagePositionPatient[2] for f in src.glob("*.dcm"))
     assert written == originals  # the series keeps every slice, so it still converts
+
+
+@pytest.mark.parametrize("masks", ["rtstruct", "seg"])
+def test_converting_the_de_identified_foreign_study_gives_the_original_masks(foreign_study, foreign_out, tmp_path,
+                                                                            masks):
+    """The whole study follows through: images, RTSTRUCT and SEG written by other tools still convert
+    after de-identification, to the same masks and the same images, patient by patient."""
+    from segkit.convert import ConvertOptions, convert
+    from segkit.store import open_store
+
+    def by_patient(store_path: Path) -> list[tuple[int, bytes, bytes]]:
+        store = open_store(store_path)
+        rows: dict[str, list[tuple[float, bytes, bytes]]] = {}
+        for i in range(len(store)):
+            image, mask = store.read(i)
+            rows.setdefault(str(store.table["patient"][i]), []).append(
+                (float(store.table["position"][i]), image.tobytes(), mask.tobytes()))
+        return sorted((len(r), b"".join(x[1] for x in sorted(r)), b"".join(x[2] for x in sorted(r)))
+                      for r in rows.values())
+
+    raw = tmp_path / "raw"
+    shutil.copytree(foreign_study, raw, ignore=shutil.ignore_patterns("SC", "SR", "PR"))
+    convert(raw, tmp_path / "raw.zarr", ConvertOptions(masks=masks))
+    anon = tmp_path / "anon"
+    shutil.copytree(foreign_out, anon, ignore=shutil.ignore_patterns("OT-*", "SR-*", "PR-*", "DICOMDIR", "segkit-*"))
+    convert(anon, tmp_path / "anon.zarr", ConvertOptions(masks=masks))
+    before, after = by_patient(tmp_path / "raw.zarr"), by_patient(tmp_path / "anon.zarr")
+    assert len(before) == 3 and before == after
+    assert all(np.frombuffer(m, np.uint8).any() for _, _, m in before)  # each patient has a tumour
