@@ -24,6 +24,7 @@ Series are ``<patient>-s<n>``.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -39,7 +40,7 @@ import numpy as np
 
 from segkit.dicomio import Scan, scan_folder
 from segkit.errors import GeometryError, InputError, OutputExistsError, UsageError
-from segkit.intensity import normalise_volume
+from segkit.intensity import ValueCounts, normalise_volume
 from segkit.provenance import combine_digests, file_digest, provenance_step
 from segkit.resample import resample_image, resample_mask, resampled_spacing
 from segkit.roi import DEFAULT_ROI_PATTERNS, RoiReport, RoiSelector
@@ -58,7 +59,7 @@ __all__ = ["MASK_SOURCES", "ConvertOptions", "ConvertReport", "convert"]
 log = logging.getLogger(__name__)
 
 MASK_SOURCES = ("auto", "rtstruct", "seg")
-#: Worker threads normalise one volume at a time (reading, masks and compression overlap it).
+#: Worker threads take np.percentile's volume-sized copy one volume at a time (the counted path needs none).
 _NORMALISING = threading.Lock()
 #: Below this Dice between a series' SEG and RTSTRUCT masks, convert warns.
 AGREEMENT_WARNING = 0.95
@@ -318,7 +319,8 @@ def _convert_series(task: _Task) -> _Result:
     """Read one series, fill its masks, normalise, resample and compress its slices (pure; runs anywhere)."""
     from pydicom import dcmread
 
-    volume, digests = read_volume_pixels(task.geometry, task.pixels)
+    counts = ValueCounts()
+    volume, digests = read_volume_pixels(task.geometry, task.pixels, counts=counts)
     select = RoiSelector(task.roi)
     rois: list[tuple[str, bool, bool]] = []
 
@@ -353,8 +355,10 @@ def _convert_series(task: _Task) -> _Result:
             log.warning("warning: series %s: its SEG and RTSTRUCT agree poorly (Dice %.3f); using the SEG",
                         task.where, agreement)
     raw, volume = volume.array, replace(volume, array=None)
-    with _NORMALISING:  # it needs two more volume-sized buffers: one series at a time bounds the peak memory
-        image, normalisation = normalise_volume(raw)
+    # in place, percentiles from the counts: no volume-sized buffer.  Without complete counts (pixels pydicom
+    # decoded) np.percentile copies the volume: one series at a time then bounds the peak memory.
+    with contextlib.nullcontext() if counts.complete else _NORMALISING:
+        image, normalisation = normalise_volume(raw, counts=counts, overwrite_input=True)
     del raw
     if size is not None:
         image = resample_image(image, size)

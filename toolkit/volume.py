@@ -21,6 +21,7 @@ import numpy as np
 
 from segkit.dicomio import Instance
 from segkit.errors import DicomError, GeometryError
+from segkit.intensity import ValueCounts
 
 __all__ = ["Volume", "PixelSource", "pixel_source", "read_volume", "read_volume_pixels", "volume_geometry"]
 
@@ -296,13 +297,17 @@ def _decoded_pixels(data: bytes, source: PixelSource, matrix: tuple[int, int]) -
     return apply_rescale(pixels, ds)
 
 
-def read_volume_pixels(geometry: Volume, sources: Sequence[PixelSource]) -> tuple[Volume, dict[str, str]]:
+def read_volume_pixels(geometry: Volume, sources: Sequence[PixelSource], *,
+                       counts: ValueCounts | None = None) -> tuple[Volume, dict[str, str]]:
     """Read the pixels of a geometry-only volume, one file per slice (``sources`` in slice order).
 
     Each file is read once: its bytes are hashed (SHA-256, for the provenance
     digest) and its pixels taken from them — straight from the bytes for
     uncompressed little-endian greyscale, otherwise decoded by pydicom.  The
     values are the same as pydicom's ``apply_rescale(ds.pixel_array, ds)``.
+    Given ``counts``, the stored integers of each slice taken from the bytes
+    are counted into it (for exact percentiles without sorting the volume:
+    :func:`segkit.intensity.normalise_volume`); a slice pydicom decodes spoils them.
 
     Returns
     -------
@@ -327,6 +332,11 @@ def read_volume_pixels(geometry: Volume, sources: Sequence[PixelSource]) -> tupl
             raise DicomError(str(source.path), f"cannot be read ({type(exc).__name__})") from None
         digests[str(source.path)] = hashlib.sha256(data).hexdigest()
         pixels = _native_pixels(data, source, geometry.matrix)
+        if counts is not None:
+            if pixels is None:
+                counts.spoil()
+            else:
+                counts.add(pixels, source.rescale)
         if pixels is None:
             array[k] = _decoded_pixels(data, source, geometry.matrix)
         elif source.rescale is not None:  # exactly as pydicom's apply_rescale
