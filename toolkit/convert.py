@@ -322,12 +322,15 @@ class _Pages:
 
     def __init__(self, shape: tuple[int, int, int]) -> None:
         self.slice_bytes = int(np.prod(shape[1:])) * 4
-        self.map = mmap.mmap(-1, max(1, self.slice_bytes * shape[0]))
+        size = max(1, self.slice_bytes * shape[0])
+        # private: MADV_DONTNEED frees its pages (a shared anonymous mapping would keep them in shmem)
+        self.releasable = hasattr(mmap, "MAP_PRIVATE") and hasattr(mmap, "MADV_DONTNEED")
+        self.map = mmap.mmap(-1, size, flags=mmap.MAP_PRIVATE) if self.releasable else mmap.mmap(-1, size)
         self.page = mmap.PAGESIZE
 
     def release(self, k: int) -> None:
         """Slice ``k`` is no longer needed: return its whole pages (they read as zeros afterwards)."""
-        if not hasattr(mmap, "MADV_DONTNEED"):
+        if not self.releasable:
             return
         start = -(-k * self.slice_bytes // self.page) * self.page  # whole pages inside the slice only
         stop = (k + 1) * self.slice_bytes // self.page * self.page
