@@ -398,7 +398,7 @@ def _convert_series(task: _Task) -> _Result:
     raw, volume = volume.array, replace(volume, array=None)
     # in place, percentiles from the counts: no volume-sized buffer.  Without complete counts (pixels pydicom
     # decoded) np.percentile copies the volume: one series at a time then bounds the peak memory.
-    with contextlib.nullcontext() if counts.complete else _NORMALISING:
+    with contextlib.nullcontext() if counts.table() is not None else _NORMALISING:
         image, normalisation = normalise_volume(raw, counts=counts, overwrite_input=True)
     del raw
     if size is not None:
