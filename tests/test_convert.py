@@ -357,3 +357,18 @@ def test_an_interrupted_convert_resumes_and_gives_the_same_store(synth_cohort, t
     assert store_digest(tmp_path / "s.zarr") == store_digest(tmp_path / "ref.zarr")
     assert open_store(tmp_path / "s.zarr").attrs["rois"] == open_store(tmp_path / "ref.zarr").attrs["rois"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ref.zarr", "s.zarr"]
+
+
+def test_released_volume_gives_back_only_the_slices_it_is_told():
+    from segkit.convert import _released_volume
+
+    for shape in [(3, 512, 512), (4, 7, 9), (1, 1, 1)]:  # whole pages per slice; pages shared by two slices
+        pages, volume = _released_volume(shape)
+        volume[...] = 5.0
+        pages.release(1 % shape[0])
+        kept = [k for k in range(shape[0]) if k != 1 % shape[0]]
+        assert (volume[kept] == 5.0).all()
+        released = volume[1 % shape[0]]
+        assert ((released == 0.0) | (released == 5.0)).all()
+        if shape[1] * shape[2] * 4 >= 2 * pages.page:
+            assert (released == 0.0).any()

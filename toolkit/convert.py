@@ -24,9 +24,12 @@ Series are ``<patient>-s<n>``.
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import hashlib
 import json
 import logging
+import mmap
 import os
 import threading
 from collections import defaultdict
@@ -39,7 +42,7 @@ import numpy as np
 
 from segkit.dicomio import Scan, scan_folder
 from segkit.errors import GeometryError, InputError, OutputExistsError, UsageError
-from segkit.intensity import normalise_volume
+from segkit.intensity import ValueCounts, normalise_volume
 from segkit.provenance import combine_digests, file_digest, provenance_step
 from segkit.resample import resample_image, resample_mask, resampled_spacing
 from segkit.roi import DEFAULT_ROI_PATTERNS, RoiReport, RoiSelector
@@ -58,7 +61,7 @@ __all__ = ["MASK_SOURCES", "ConvertOptions", "ConvertReport", "convert"]
 log = logging.getLogger(__name__)
 
 MASK_SOURCES = ("auto", "rtstruct", "seg")
-#: Worker threads normalise one volume at a time (reading, masks and compression overlap it).
+#: Worker threads take np.percentile's volume-sized copy one volume at a time (the counted path needs none).
 _NORMALISING = threading.Lock()
 #: Below this Dice between a series' SEG and RTSTRUCT masks, convert warns.
 AGREEMENT_WARNING = 0.95
@@ -314,11 +317,51 @@ def _dice(a: np.ndarray, b: np.ndarray) -> float:
     return 1.0 if total == 0 else 2.0 * int(np.logical_and(a, b).sum()) / total
 
 
+class _Pages:
+    """An anonymous memory mapping whose slices can be handed back to the OS one at a time."""
+
+    def __init__(self, shape: tuple[int, int, int]) -> None:
+        self.slice_bytes = int(np.prod(shape[1:])) * 4
+        size = max(1, self.slice_bytes * shape[0])
+        # private: MADV_DONTNEED frees its pages (a shared anonymous mapping would keep them in shmem)
+        self.releasable = hasattr(mmap, "MAP_PRIVATE") and hasattr(mmap, "MADV_DONTNEED")
+        self.map = mmap.mmap(-1, size, flags=mmap.MAP_PRIVATE) if self.releasable else mmap.mmap(-1, size)
+        self.page = mmap.PAGESIZE
+
+    def release(self, k: int) -> None:
+        """Slice ``k`` is no longer needed: return its whole pages (they read as zeros afterwards)."""
+        if not self.releasable:
+            return
+        start = -(-k * self.slice_bytes // self.page) * self.page  # whole pages inside the slice only
+        stop = (k + 1) * self.slice_bytes // self.page * self.page
+        if stop > start:
+            self.map.madvise(mmap.MADV_DONTNEED, start, stop - start)
+
+
+def _trim_heap() -> None:
+    """Give the C heap's free memory back to the OS (glibc): the worker threads' arenas keep a series' freed
+    chunks otherwise, and the resident set grows by about one series."""
+    try:
+        libc = ctypes.CDLL(None)
+        libc.malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+
+
+def _released_volume(shape: tuple[int, int, int]) -> tuple[_Pages, np.ndarray]:
+    """A float32 volume in its own mapping: compressing it slice by slice can give its memory back as it goes,
+    so a series never holds its whole volume and its whole compressed chunks at once (≈ 180 + 140 MB at 175×512²)."""
+    pages = _Pages(shape)
+    return pages, np.frombuffer(pages.map, dtype=np.float32, count=int(np.prod(shape))).reshape(shape)
+
+
 def _convert_series(task: _Task) -> _Result:
     """Read one series, fill its masks, normalise, resample and compress its slices (pure; runs anywhere)."""
     from pydicom import dcmread
 
-    volume, digests = read_volume_pixels(task.geometry, task.pixels)
+    counts = ValueCounts()
+    pages, array = _released_volume(task.geometry.shape)
+    volume, digests = read_volume_pixels(task.geometry, task.pixels, counts=counts, out=array)
     select = RoiSelector(task.roi)
     rois: list[tuple[str, bool, bool]] = []
 
@@ -353,8 +396,10 @@ def _convert_series(task: _Task) -> _Result:
             log.warning("warning: series %s: its SEG and RTSTRUCT agree poorly (Dice %.3f); using the SEG",
                         task.where, agreement)
     raw, volume = volume.array, replace(volume, array=None)
-    with _NORMALISING:  # it needs two more volume-sized buffers: one series at a time bounds the peak memory
-        image, normalisation = normalise_volume(raw)
+    # in place, percentiles from the counts: no volume-sized buffer.  Without complete counts (pixels pydicom
+    # decoded) np.percentile copies the volume: one series at a time then bounds the peak memory.
+    with contextlib.nullcontext() if counts.table() is not None else _NORMALISING:
+        image, normalisation = normalise_volume(raw, counts=counts, overwrite_input=True)
     del raw
     if size is not None:
         image = resample_image(image, size)
@@ -362,7 +407,15 @@ def _convert_series(task: _Task) -> _Result:
     native = {"matrix": list(volume.matrix), "pixel_spacing": list(volume.pixel_spacing),
               "slice_spacing": volume.slice_spacing, "slices": volume.shape[0],
               "modality": task.modality, "mask_source": task.source.upper()}
-    slices = encode_slices(image[task.skip:], mask[task.skip:])
+    if image is array:  # compress slice by slice, handing each slice's pages back: the chunks take their place
+        parts = []
+        for k in range(task.skip, len(image)):
+            parts.append(encode_slices(image[k:k + 1], mask[k:k + 1]))
+            pages.release(k)
+        slices = EncodedSlices([c for p in parts for c in p.image], [c for p in parts for c in p.mask],
+                               np.concatenate([p.has_tumour for p in parts]) if parts else np.zeros(0, dtype=bool))
+    else:
+        slices = encode_slices(image[task.skip:], mask[task.skip:])
     return _Result(slices=slices, positions=volume.positions, normalisation=normalisation,
                    spacing=[volume.slice_spacing, dy, dx], native=native, rois=rois, agreement=agreement,
                    digests=digests)
@@ -475,6 +528,8 @@ def _convert_locked(in_dir: Path, out: Path, options: ConvertOptions, *, workers
                                       split=split[plan.patient], index=np.arange(task.skip, n, dtype=np.int32),
                                       position=result.positions[task.skip:])
                 digests.update(result.digests)
+                result.slices = None  # written: the map's generator still holds the result while it waits
+                _trim_heap()
                 bar(n - task.skip)
             for info in writer.attrs["series"].values():
                 for name, state in sorted(info["rois"].items()):

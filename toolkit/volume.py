@@ -13,6 +13,7 @@ Index convention: a voxel is ``array[k, row, column]``; in *index coordinates*
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -21,6 +22,7 @@ import numpy as np
 
 from segkit.dicomio import Instance
 from segkit.errors import DicomError, GeometryError
+from segkit.intensity import ValueCounts
 
 __all__ = ["Volume", "PixelSource", "pixel_source", "read_volume", "read_volume_pixels", "volume_geometry"]
 
@@ -296,13 +298,38 @@ def _decoded_pixels(data: bytes, source: PixelSource, matrix: tuple[int, int]) -
     return apply_rescale(pixels, ds)
 
 
-def read_volume_pixels(geometry: Volume, sources: Sequence[PixelSource]) -> tuple[Volume, dict[str, str]]:
+def _read_file(path: Path, buffer: bytearray) -> tuple[memoryview, bytearray]:
+    """A whole file's bytes, read into ``buffer`` (reused from file to file; a new one only when it is too small).
+
+    Returns the bytes (a view of the buffer, valid until the next call) and the buffer.
+    """
+    with open(path, "rb", buffering=0) as fh:
+        size = os.fstat(fh.fileno()).st_size
+        if len(buffer) <= size:
+            buffer = bytearray(size + 1 + size // 8)  # room to see the end of the file
+        view = memoryview(buffer)
+        n = 0
+        while n < len(buffer):
+            got = fh.readinto(view[n:])
+            if not got:
+                return view[:n], buffer
+            n += got
+        return memoryview(bytes(view) + fh.read()), buffer  # the file grew while being read
+
+
+def read_volume_pixels(geometry: Volume, sources: Sequence[PixelSource], *,
+                       counts: ValueCounts | None = None,
+                       out: np.ndarray | None = None) -> tuple[Volume, dict[str, str]]:
     """Read the pixels of a geometry-only volume, one file per slice (``sources`` in slice order).
 
     Each file is read once: its bytes are hashed (SHA-256, for the provenance
     digest) and its pixels taken from them — straight from the bytes for
     uncompressed little-endian greyscale, otherwise decoded by pydicom.  The
     values are the same as pydicom's ``apply_rescale(ds.pixel_array, ds)``.
+    Given ``counts``, the stored integers of each slice taken from the bytes
+    are counted into it (for exact percentiles without sorting the volume:
+    :func:`segkit.intensity.normalise_volume`); a slice pydicom decodes spoils them.
+    ``out`` is a float32 array of the volume's shape to read into (else a new one).
 
     Returns
     -------
@@ -318,15 +345,23 @@ def read_volume_pixels(geometry: Volume, sources: Sequence[PixelSource]) -> tupl
 
     if len(sources) != geometry.shape[0]:
         raise DicomError(f"series {geometry.label}", f"has {len(sources)} files for {geometry.shape[0]} slices")
-    array = np.empty(geometry.shape, dtype=np.float32)
+    if out is not None and (out.shape != geometry.shape or out.dtype != np.float32):
+        raise ValueError(f"out must be float32 of shape {geometry.shape}")
+    array = np.empty(geometry.shape, dtype=np.float32) if out is None else out
     digests: dict[str, str] = {}
+    buffer = bytearray()
     for k, source in enumerate(sources):
         try:
-            data = source.path.read_bytes()
+            data, buffer = _read_file(source.path, buffer)
         except OSError as exc:
             raise DicomError(str(source.path), f"cannot be read ({type(exc).__name__})") from None
         digests[str(source.path)] = hashlib.sha256(data).hexdigest()
         pixels = _native_pixels(data, source, geometry.matrix)
+        if counts is not None:
+            if pixels is None:
+                counts.spoil()
+            else:
+                counts.add(pixels, source.rescale)
         if pixels is None:
             array[k] = _decoded_pixels(data, source, geometry.matrix)
         elif source.rescale is not None:  # exactly as pydicom's apply_rescale
