@@ -230,7 +230,7 @@ class _OutputRows:
 def render_block(src: str | os.PathLike[str], samples: Sequence[tuple[int, str]]) -> tuple[np.ndarray, np.ndarray]:
     """Compute augmented images from ``(parent row, transform JSON)`` pairs of the store at ``src``.
 
-    Each parent is read once per block (whole-shard reads, :mod:`segkit.augment_io`),
+    Each parent is read once per block (only its chunks, :mod:`segkit.augment_io`),
     and every image is rendered in a single pass straight into its row of the
     block (:func:`segkit.augment_render.render`).  Pure: the same pairs give the same bytes.
 

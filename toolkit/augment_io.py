@@ -97,16 +97,30 @@ def _index(data: memoryview | bytes, n: int) -> np.ndarray:
     import google_crc32c
 
     raw = bytes(data[-(16 * n + 4):])
+    if len(raw) != 16 * n + 4:
+        raise ValueError("shard shorter than its index")
     if np.frombuffer(raw[-4:], "<u4")[0] != google_crc32c.value(raw[:-4]):
         raise ValueError("shard index checksum mismatch")
     return np.frombuffer(raw[:-4], "<u8").reshape(n, 2)
 
 
+def _read_index(fd: int, n: int) -> np.ndarray:
+    """The shard's chunk index (offset, length per inner chunk), read from the end of the open file."""
+    size = os.fstat(fd).st_size
+    tail = 16 * n + 4
+    if size < tail:
+        raise ValueError("shard shorter than its index")
+    return _index(os.pread(fd, tail, size - tail), n)
+
+
 def read_rows(path: str | os.PathLike[str], rows: Sequence[int]) -> dict[int, tuple[np.ndarray, np.ndarray]]:
     """Decode the image and mask of each row (read-only source store) → ``{row: (image, mask)}``.
 
-    Each shard file touched is read once per call.  Raises ``ValueError`` on a
-    damaged shard (the caller reports it as bad input).
+    Of each shard file touched, only its index and the chunks of the wanted rows
+    are read (``pread``): a block's parents are a few slices scattered over many
+    shards, and reading whole 50 MB shards to use one or two of their slices cost
+    five times the decompression.  Raises ``ValueError`` on a damaged shard (the
+    caller reports it as bad input).
     """
     path = str(path)
     out: dict[int, list[np.ndarray]] = {int(r): [] for r in rows}
@@ -120,17 +134,23 @@ def read_rows(path: str | os.PathLike[str], rows: Sequence[int]) -> dict[int, tu
             by_shard.setdefault(row // n, []).append(row)
         for shard, members in sorted(by_shard.items()):
             try:
-                data = memoryview(_shard_file(path, name, shard).read_bytes())
+                fd = os.open(_shard_file(path, name, shard), os.O_RDONLY)
             except FileNotFoundError:  # a shard of empty chunks is not written
-                data = None
-            index = _index(data, n) if data is not None else None
-            for row in members:
-                offset, length = index[row % n] if index is not None else (_EMPTY, _EMPTY)
-                if offset == _EMPTY:
-                    out[row].append(np.zeros((h, w), dtype))
-                else:
-                    chunk = codec.decode(data[int(offset):int(offset + length)])
-                    out[row].append(np.frombuffer(chunk, dtype).reshape(h, w))
+                fd = None
+            try:
+                index = _read_index(fd, n) if fd is not None else None
+                for row in members:
+                    offset, length = index[row % n] if index is not None else (_EMPTY, _EMPTY)
+                    plane = np.empty((h, w), dtype) if offset != _EMPTY else np.zeros((h, w), dtype)
+                    if offset != _EMPTY:
+                        chunk = os.pread(fd, int(length), int(offset))
+                        if len(chunk) != int(length):
+                            raise ValueError("shard shorter than its index says")
+                        codec.decode(chunk, out=plane)
+                    out[row].append(plane)
+            finally:
+                if fd is not None:
+                    os.close(fd)
     return {row: (pair[0], pair[1]) for row, pair in out.items()}
 
 
