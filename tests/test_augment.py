@@ -98,6 +98,8 @@ def test_same_seed_gives_the_same_bytes_with_any_number_of_workers(source_store,
     result = augment_store(source_store, tmp_path / "w2.zarr", target=200, seed=3, workers=2)
     parallel, reference = open_store(result.path), open_store(reference_200)
     assert parallel.digest() == reference.digest()
+    # the recorded output digest (made from the workers' bytes in memory) is the files' digest
+    assert parallel.provenance[-1]["output_digest"] == parallel.digest() == reference.provenance[-1]["output_digest"]
     assert list(parallel.table["transform"]) == list(reference.table["transform"])
     assert list(parallel.table["has_tumour"]) == list(reference.table["has_tumour"])
     assert parallel.provenance[-1]["parameters"] == reference.provenance[-1]["parameters"]
@@ -161,6 +163,7 @@ def test_killed_run_restarts_where_it_stopped_and_gives_the_same_bytes(source_st
     assert result.resumed_from > 0
     resumed, reference = open_store(out), open_store(reference_200)
     assert resumed.digest() == reference.digest()
+    assert resumed.provenance[-1]["output_digest"] == resumed.digest()
     assert list(resumed.table["transform"]) == list(reference.table["transform"])
     assert list(resumed.table["has_tumour"]) == list(reference.table["has_tumour"])
     assert sorted(p.name for p in tmp_path.iterdir()) == ["kill.py", "killed.zarr"]  # no partial, no lock

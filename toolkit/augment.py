@@ -259,18 +259,20 @@ def _read_parents(src: str, rows: Sequence[int]) -> dict[int, tuple[np.ndarray, 
     return {row: store.read(row) for row in rows}
 
 
-def render_and_write(src: str, tmp: str, start: int, samples: Sequence[tuple[int, str]]) -> np.ndarray:
+def render_and_write(src: str, tmp: str, start: int,
+                     samples: Sequence[tuple[int, str]]) -> tuple[np.ndarray, dict[str, str]]:
     """Worker task: compute one shard's augmented images and write them into rows ``start…`` of ``tmp``.
 
-    Returns the ``has_tumour`` flags for :meth:`segkit.store.StoreWriter.commit`.
+    Returns the ``has_tumour`` flags and the written shards' digests for
+    :meth:`segkit.store.StoreWriter.commit`.
     """
     return _write_shard(tmp, start, *render_block(src, samples))
 
 
-def _write_shard(tmp: str, start: int, images: np.ndarray, masks: np.ndarray) -> np.ndarray:
+def _write_shard(tmp: str, start: int, images: np.ndarray, masks: np.ndarray) -> tuple[np.ndarray, dict[str, str]]:
     if fast_layout(tmp):
         return write_shard(tmp, start, images, masks)
-    return write_rows(tmp, start, images, masks)
+    return write_rows(tmp, start, images, masks), {}
 
 
 _STORES: dict[str, Any] = {}
@@ -321,7 +323,8 @@ def _append_in_process(writer: StoreWriter, src: Path, output: _OutputRows, star
 
 
 def _commit(writer: StoreWriter, a: int, b: int, columns: dict[str, Any], future: Future, bar: Any) -> None:
-    writer.commit(b - a, has_tumour=future.result(), **columns)
+    has_tumour, digests = future.result()
+    writer.commit(b - a, has_tumour=has_tumour, shard_digests=digests, **columns)
     bar.update(b - a)
 
 

@@ -154,13 +154,24 @@ def read_rows(path: str | os.PathLike[str], rows: Sequence[int]) -> dict[int, tu
     return {row: (pair[0], pair[1]) for row, pair in out.items()}
 
 
-def write_shard(path: str | os.PathLike[str], start: int, images: np.ndarray, masks: np.ndarray) -> np.ndarray:
+def write_shard(path: str | os.PathLike[str], start: int, images: np.ndarray,
+                masks: np.ndarray) -> tuple[np.ndarray, dict[str, str]]:
     """Write rows ``start…`` (one whole shard, or the store's last, shorter one) as zarr would.
 
     Same contract as :func:`segkit.store.write_rows` (into a store being written,
-    after :meth:`segkit.store.StoreWriter.reserve`); returns the ``has_tumour``
-    flags.  A chunk of all-zero bytes is left out of the shard, as zarr leaves it.
+    after :meth:`segkit.store.StoreWriter.reserve`).  A chunk of all-zero bytes
+    is left out of the shard, as zarr leaves it.
+
+    Returns
+    -------
+    has_tumour, shard_digests
+        The ``has_tumour`` flags, and the SHA-256 of each shard file written
+        (store-relative path → hex), made from the bytes in memory, for
+        :meth:`segkit.store.StoreWriter.commit`: the store's output digest then
+        does not read the (~50 MB) shards back.
     """
+    import hashlib
+
     import google_crc32c
 
     path = str(path)
@@ -170,6 +181,7 @@ def write_shard(path: str | os.PathLike[str], start: int, images: np.ndarray, ma
 
         raise UsageError("store writer", "masks must be binary (0/1)")
     images = np.ascontiguousarray(images, dtype="<f4")
+    digests: dict[str, str] = {}
     for name, block in (("image", images), ("mask", masks)):
         layout = _layout(path, name)
         assert layout is not None, "write_shard needs fast_layout(path)"
@@ -197,4 +209,8 @@ def write_shard(path: str | os.PathLike[str], start: int, images: np.ndarray, ma
         # journalled yet, so a resumed run rewrites it (and no stray file enters the store).
         with open(target, "wb") as fh:
             fh.writelines(parts)
-    return masks.reshape(len(masks), -1).any(axis=1)
+        digest = hashlib.sha256()
+        for part in parts:
+            digest.update(part)
+        digests[f"{name}/c/{start // n}/0/0"] = digest.hexdigest()
+    return masks.reshape(len(masks), -1).any(axis=1), digests
