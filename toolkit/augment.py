@@ -244,8 +244,9 @@ def render_block(src: str | os.PathLike[str], samples: Sequence[tuple[int, str]]
     images = np.empty((len(samples), h, w), np.float32)
     masks = np.empty((len(samples), h, w), np.uint8)
     scratch = np.empty((h, w), np.float32)
+    mask_scratch = np.empty((2, h, w), np.float32)
     for i, (parent, transform) in enumerate(samples):
-        render(*parents[int(parent)], parse_transform(transform), images[i], masks[i], scratch)
+        render(*parents[int(parent)], parse_transform(transform), images[i], masks[i], scratch, mask_scratch)
     return images, masks
 
 
