@@ -175,11 +175,11 @@ def test_partial_store_of_other_parameters_is_discarded_not_continued(source_sto
     real = aug.render_block
     calls = []
 
-    def interrupted(src, samples):
+    def interrupted(src, samples, **kwargs):
         calls.append(1)
         if len(calls) == 3:
             raise KeyboardInterrupt
-        return real(src, samples)
+        return real(src, samples, **kwargs)
 
     monkeypatch.setattr(aug, "render_block", interrupted)
     out = tmp_path / "out.zarr"

@@ -227,33 +227,59 @@ class _OutputRows:
 
 
 # --------------------------------------------------------------------------- pixel work
-def render_block(src: str | os.PathLike[str], samples: Sequence[tuple[int, str]]) -> tuple[np.ndarray, np.ndarray]:
+def render_block(src: str | os.PathLike[str], samples: Sequence[tuple[int, str]],
+                 slot: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """Compute augmented images from ``(parent row, transform JSON)`` pairs of the store at ``src``.
 
     Each parent is read once per block (only its chunks, :mod:`segkit.augment_io`),
     and every image is rendered in a single pass straight into its row of the
     block (:func:`segkit.augment_render.render`).  Pure: the same pairs give the same bytes.
 
+    The block's arrays are this process's, reused from call to call (a fresh
+    80 MB block at 512² costs its page faults every time): the result is valid
+    until the next call with the same ``slot``.
+
     Returns
     -------
     images, masks
         ``(n, H, W)`` float32 and uint8 0/1.
     """
-    parents = _read_parents(str(src), sorted({int(p) for p, _ in samples}))
+    rows = sorted({int(p) for p, _ in samples})
+    parents = _read_parents(str(src), rows)
     h, w = next(iter(parents.values()))[0].shape if parents else (0, 0)
-    images = np.empty((len(samples), h, w), np.float32)
-    masks = np.empty((len(samples), h, w), np.uint8)
-    scratch = np.empty((h, w), np.float32)
-    mask_scratch = np.empty((2, h, w), np.float32)
+    n = len(samples)
+    images = _ARENA.get(f"images{slot}", (n, h, w), np.float32)
+    masks = _ARENA.get(f"masks{slot}", (n, h, w), np.uint8)
+    scratch = _ARENA.get("scratch", (1, h, w), np.float32)[0]
+    mask_scratch = _ARENA.get("mask_scratch", (2, h, w), np.float32)
     for i, (parent, transform) in enumerate(samples):
         render(*parents[int(parent)], parse_transform(transform), images[i], masks[i], scratch, mask_scratch)
     return images, masks
 
 
+class _Arena:
+    """Arrays kept from block to block in one process, handed out as views of the size asked."""
+
+    def __init__(self) -> None:
+        self._arrays: dict[str, np.ndarray] = {}
+
+    def get(self, key: str, shape: tuple[int, ...], dtype: Any) -> np.ndarray:
+        array = self._arrays.get(key)
+        if array is None or array.shape[1:] != shape[1:] or array.dtype != dtype or array.shape[0] < shape[0]:
+            array = self._arrays[key] = np.empty(shape, dtype)  # grows to the largest block asked for
+        return array[:shape[0]]
+
+    def clear(self) -> None:
+        self._arrays.clear()
+
+
+_ARENA = _Arena()
+
+
 def _read_parents(src: str, rows: Sequence[int]) -> dict[int, tuple[np.ndarray, np.ndarray]]:
     if fast_layout(src):
         try:
-            return read_rows(src, rows)
+            return read_rows(src, rows, out=_ARENA.get)
         except (OSError, ValueError) as exc:
             raise InputError(src, f"cannot read its slices ({exc}); the store is damaged.") from None
     store = _open_cached(src)
@@ -312,7 +338,7 @@ def _append_in_process(writer: StoreWriter, src: Path, output: _OutputRows, star
             for a in range(first, len(output), size):
                 b = min(a + size, len(output))
                 pairs, columns = output.block(a, b)
-                block = render_block(src, pairs)
+                block = render_block(src, pairs, slot=(a // size) % 2)  # the other slot is being written
                 if previous is not None:
                     _commit(writer, *previous, bar)
                 previous = (a, b, columns, io.submit(_write_shard, str(tmp), a, *block))
@@ -321,6 +347,7 @@ def _append_in_process(writer: StoreWriter, src: Path, output: _OutputRows, star
                 _commit(writer, *previous, bar)
     finally:
         _STORES.clear()
+        _ARENA.clear()
 
 
 def _commit(writer: StoreWriter, a: int, b: int, columns: dict[str, Any], future: Future, bar: Any) -> None:

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -113,7 +113,9 @@ def _read_index(fd: int, n: int) -> np.ndarray:
     return _index(os.pread(fd, tail, size - tail), n)
 
 
-def read_rows(path: str | os.PathLike[str], rows: Sequence[int]) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+def read_rows(path: str | os.PathLike[str], rows: Sequence[int],
+              out: Callable[[str, tuple[int, ...], Any], np.ndarray] | None = None,
+              ) -> dict[int, tuple[np.ndarray, np.ndarray]]:
     """Decode the image and mask of each row (read-only source store) → ``{row: (image, mask)}``.
 
     Of each shard file touched, only its index and the chunks of the wanted rows
@@ -121,16 +123,24 @@ def read_rows(path: str | os.PathLike[str], rows: Sequence[int]) -> dict[int, tu
     shards, and reading whole 50 MB shards to use one or two of their slices cost
     five times the decompression.  Raises ``ValueError`` on a damaged shard (the
     caller reports it as bad input).
+
+    ``out(name, shape, dtype)``, when given, supplies the arrays to decode into
+    (``"parent_image"`` / ``"parent_mask"``, one row per distinct row asked for),
+    e.g. buffers reused from call to call; by default they are new.
     """
     path = str(path)
-    out: dict[int, list[np.ndarray]] = {int(r): [] for r in rows}
+    wanted = list(dict.fromkeys(int(r) for r in rows))
+    slot = {row: k for k, row in enumerate(wanted)}
+    result: dict[int, list[np.ndarray]] = {row: [] for row in wanted}
     for name in ("image", "mask"):
         layout = _layout(path, name)
         assert layout is not None, "read_rows needs fast_layout(path)"
         n, (h, w), dtype = layout["shard"], layout["size"], _DTYPES[name][1]
         codec = _codec_of(layout)
+        shape = (len(wanted), h, w)
+        planes = out(f"parent_{name}", shape, dtype) if out is not None else np.empty(shape, dtype)
         by_shard: dict[int, list[int]] = {}
-        for row in out:
+        for row in wanted:
             by_shard.setdefault(row // n, []).append(row)
         for shard, members in sorted(by_shard.items()):
             try:
@@ -141,17 +151,19 @@ def read_rows(path: str | os.PathLike[str], rows: Sequence[int]) -> dict[int, tu
                 index = _read_index(fd, n) if fd is not None else None
                 for row in members:
                     offset, length = index[row % n] if index is not None else (_EMPTY, _EMPTY)
-                    plane = np.empty((h, w), dtype) if offset != _EMPTY else np.zeros((h, w), dtype)
-                    if offset != _EMPTY:
+                    plane = planes[slot[row]]
+                    if offset == _EMPTY:
+                        plane.fill(0)
+                    else:
                         chunk = os.pread(fd, int(length), int(offset))
                         if len(chunk) != int(length):
                             raise ValueError("shard shorter than its index says")
                         codec.decode(chunk, out=plane)
-                    out[row].append(plane)
+                    result[row].append(plane)
             finally:
                 if fd is not None:
                     os.close(fd)
-    return {row: (pair[0], pair[1]) for row, pair in out.items()}
+    return {row: (pair[0], pair[1]) for row, pair in result.items()}
 
 
 def write_shard(path: str | os.PathLike[str], start: int, images: np.ndarray,
