@@ -105,6 +105,25 @@ def test_same_seed_gives_the_same_bytes_with_any_number_of_workers(source_store,
     assert parallel.provenance[-1]["parameters"] == reference.provenance[-1]["parameters"]
 
 
+@pytest.mark.parametrize("slices", [0, 3, 1000])
+def test_the_parent_cache_does_not_change_the_bytes(source_store, reference_200, tmp_path, monkeypatch, slices):
+    # None kept (every parent decoded), fewer than a block needs (evictions, overflow), all of them.
+    import segkit.augment as aug
+
+    cache = aug._ParentCache(slices * 48 * 48 * 5)  # the source store holds 48² slices
+    monkeypatch.setattr(aug, "_PARENTS", cache)
+    reads = []
+    real = aug._decode_rows
+    monkeypatch.setattr(aug, "_decode_rows", lambda src, rows: reads.append(len(rows)) or real(src, rows))
+    result = augment_store(source_store, tmp_path / "out.zarr", target=200, seed=3)
+    assert open_store(result.path).digest() == open_store(reference_200).digest()
+    train = len(open_store(source_store).indices("train"))
+    if slices == 1000:  # every parent decoded once
+        assert sum(reads) == len(open_store(source_store))
+    elif slices == 0:  # one decode per distinct parent of each block
+        assert sum(reads) > len(open_store(source_store)) + train
+
+
 def test_different_seed_gives_a_different_store(source_store, augmented, tmp_path):
     other = open_store(augment_store(source_store, tmp_path / "s2.zarr", target=60, seed=2).path)
     assert other.digest() != open_store(augmented).digest()

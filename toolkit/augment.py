@@ -278,12 +278,92 @@ _ARENA = _Arena()
 
 def _read_parents(src: str, rows: Sequence[int]) -> dict[int, tuple[np.ndarray, np.ndarray]]:
     if fast_layout(src):
-        try:
-            return read_rows(src, rows, out=_ARENA.get)
-        except (OSError, ValueError) as exc:
-            raise InputError(src, f"cannot read its slices ({exc}); the store is damaged.") from None
+        return _PARENTS.read(src, rows)
     store = _open_cached(src)
     return {row: store.read(row) for row in rows}
+
+
+def _decode_rows(src: str, rows: Sequence[int]) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+    try:
+        return read_rows(src, rows, out=_ARENA.get)
+    except (OSError, ValueError) as exc:
+        raise InputError(src, f"cannot read its slices ({exc}); the store is damaged.") from None
+
+
+#: Bytes of decoded parent slices each process keeps between blocks (204 slices at 512²).
+PARENT_CACHE_BYTES = 256 * 2**20
+
+
+class _ParentCache:
+    """Decoded parents kept between blocks, least recently used out, within a fixed byte budget.
+
+    Every round of the plan visits every training slice once, so a parent comes
+    back once per round: with ``k`` training originals a cache of ``c`` slices
+    saves the decompression of about ``min(1, c / k)`` of the parents (all of
+    them while ``k`` fits, e.g. 204 slices of 512²).  Decoding is pure, so a
+    cached parent is the same bytes as a decoded one.  The slots are allocated
+    once and reused; the cache lives for one run (:func:`_end_of_run`).
+    """
+
+    def __init__(self, budget: int) -> None:
+        self.budget = budget
+        self._reset(None)
+
+    def _reset(self, src: str | None) -> None:
+        from collections import OrderedDict
+
+        self.src, self.capacity = src, 0
+        self.images: list[np.ndarray] = []  # slots, allocated as first needed
+        self.masks: list[np.ndarray] = []
+        self.slots: OrderedDict[int, int] = OrderedDict()  # row → slot, least recently used first
+
+    def read(self, src: str, rows: Sequence[int]) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+        if src != self.src:
+            self._reset(src)
+        rows = list(dict.fromkeys(int(r) for r in rows))
+        misses = [r for r in rows if r not in self.slots]
+        decoded = _decode_rows(src, misses) if misses else {}
+        if decoded and not self.capacity:
+            image, mask = next(iter(decoded.values()))
+            self.capacity = self.budget // max(image.nbytes + mask.nbytes, 1)
+        out: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        for row in rows:
+            if row in self.slots:
+                self.slots.move_to_end(row)
+                slot = self.slots[row]
+                out[row] = (self.images[slot], self.masks[slot])
+        wanted = set(rows)
+        for row in misses:
+            image, mask = decoded[row]
+            slot = self._slot(wanted, image, mask)
+            if slot is None:  # the block needs more parents than the cache holds: use the decode buffer
+                out[row] = (image, mask)
+                continue
+            np.copyto(self.images[slot], image)
+            np.copyto(self.masks[slot], mask)
+            self.slots[row] = slot
+            out[row] = (self.images[slot], self.masks[slot])
+        return out
+
+    def _slot(self, keep: set[int], image: np.ndarray, mask: np.ndarray) -> int | None:
+        if len(self.images) < self.capacity:
+            self.images.append(np.empty_like(image))
+            self.masks.append(np.empty_like(mask))
+            return len(self.images) - 1
+        for row in self.slots:  # least recently used first; never one this block uses
+            if row not in keep:
+                return self.slots.pop(row)
+        return None
+
+
+_PARENTS = _ParentCache(PARENT_CACHE_BYTES)
+
+
+def _end_of_run() -> None:
+    """Let go of the per-process buffers and caches (the in-process path; workers simply exit)."""
+    _STORES.clear()
+    _ARENA.clear()
+    _PARENTS._reset(None)
 
 
 def render_and_write(src: str, tmp: str, start: int,
@@ -346,8 +426,7 @@ def _append_in_process(writer: StoreWriter, src: Path, output: _OutputRows, star
             if previous is not None:
                 _commit(writer, *previous, bar)
     finally:
-        _STORES.clear()
-        _ARENA.clear()
+        _end_of_run()
 
 
 def _commit(writer: StoreWriter, a: int, b: int, columns: dict[str, Any], future: Future, bar: Any) -> None:
