@@ -151,6 +151,13 @@ def augment_store(
         raise UsageError("--workers", f"must be at least 1, got {workers}.")
     if dst.resolve() == src.resolve():
         raise UsageError(str(dst), "is the input store; write the augmented store to a new path.")
+    with _worker_pool(workers) as pool:  # started first: the workers' start-up overlaps the plan and digest
+        return _augment(src, dst, target, seed, ops, op_settings, pool, overwrite, progress)
+
+
+def _augment(src: Path, dst: Path, target: int, seed: int, ops: Sequence[str],
+             op_settings: Mapping[str, Mapping[str, Any]] | None, pool: tuple[ProcessPoolExecutor, int] | None,
+             overwrite: bool, progress: bool) -> AugmentResult:
     store = open_store(src)
     table = store.table
     if np.any(table["source"] != "original"):
@@ -187,8 +194,8 @@ def augment_store(
         if resumed:
             log.info("augment: resuming a killed run at row %d of %d", resumed, len(output))
         with _progress(len(output), resumed, progress) as bar:
-            if workers > 1:
-                _write_in_parallel(writer, src, output, resumed, workers, bar)
+            if pool is not None:
+                _write_in_parallel(writer, src, output, resumed, pool, bar)
             else:
                 _append_in_process(writer, src, output, resumed, bar)
     return AugmentResult(dst, len(output), int(train_rows.size) + len(plan), len(plan), resumed)
@@ -435,8 +442,30 @@ def _commit(writer: StoreWriter, a: int, b: int, columns: dict[str, Any], future
     bar.update(b - a)
 
 
-def _write_in_parallel(writer: StoreWriter, src: Path, output: _OutputRows, start: int, workers: int,
-                       bar: Any) -> None:
+@contextmanager
+def _worker_pool(workers: int) -> Iterator[tuple[ProcessPoolExecutor, int] | None]:
+    """The run's worker processes and their number (``None`` for ``workers == 1``), started at once.
+
+    Each spawned worker spends ~0.5 s CPU importing numpy, OpenCV and zarr;
+    starting them before the main process reads the input and draws the plan
+    overlaps the two.
+    """
+    if workers <= 1:
+        yield None
+        return
+    context = multiprocessing.get_context("spawn")  # the parent runs zarr's I/O threads: never fork it
+    with ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_worker_init) as pool:
+        for _ in range(workers):
+            pool.submit(_started)  # one process spawned per task while none is idle
+        yield pool, workers
+
+
+def _started() -> None:
+    """A no-op task: makes the pool spawn a worker now."""
+
+
+def _write_in_parallel(writer: StoreWriter, src: Path, output: _OutputRows, start: int,
+                       pool: tuple[ProcessPoolExecutor, int], bar: Any) -> None:
     """Workers compute *and* compress+write whole shards; the writer commits their rows in order.
 
     Compression is a large part of the cost of a slice, so it runs in the
@@ -445,33 +474,32 @@ def _write_in_parallel(writer: StoreWriter, src: Path, output: _OutputRows, star
     """
     if start >= len(output):
         return
+    executor, workers = pool
     tmp, first = writer.reserve(len(output) - start)
     size = writer.shard_slices
     shards = iter(range(first, len(output), size))
-    context = multiprocessing.get_context("spawn")  # the parent runs zarr's I/O threads: never fork it
-    with ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_worker_init) as pool:
-        pending: deque[tuple[int, int, dict[str, Any], Future]] = deque()
+    pending: deque[tuple[int, int, dict[str, Any], Future]] = deque()
 
-        def submit() -> bool:
-            a = next(shards, None)
-            if a is None:
-                return False
-            b = min(a + size, len(output))
-            pairs, columns = output.block(a, b)
-            pending.append((a, b, columns, pool.submit(render_and_write, str(src), str(tmp), a, pairs)))
-            return True
+    def submit() -> bool:
+        a = next(shards, None)
+        if a is None:
+            return False
+        b = min(a + size, len(output))
+        pairs, columns = output.block(a, b)
+        pending.append((a, b, columns, executor.submit(render_and_write, str(src), str(tmp), a, pairs)))
+        return True
 
-        try:
-            while len(pending) < 2 * workers and submit():
-                pass
-            while pending:
-                a, b, columns, future = pending.popleft()
-                future.result()
-                submit()
-                _commit(writer, a, b, columns, future, bar)
-        finally:
-            for *_, future in pending:
-                future.cancel()
+    try:
+        while len(pending) < 2 * workers and submit():
+            pass
+        while pending:
+            a, b, columns, future = pending.popleft()
+            future.result()
+            submit()
+            _commit(writer, a, b, columns, future, bar)
+    finally:
+        for *_, future in pending:
+            future.cancel()
 
 
 @contextmanager
