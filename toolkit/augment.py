@@ -402,9 +402,34 @@ def _open_cached(src: str) -> Any:
 
 def _worker_init() -> None:
     cv2.setNumThreads(1)
+    _keep_freed_memory()
     # A pool worker blocks on its task queue and would outlive a killed parent (SIGKILL
     # included); it exits as soon as the parent is gone (the rerun recomputes the lost shards).
     die_with_parent()
+
+
+def _keep_freed_memory() -> None:
+    """Make glibc's malloc reuse freed blocks instead of returning them to the kernel (worker processes only).
+
+    Each compressed 512² chunk is a fresh ~0.8 MB ``bytes``; by default glibc
+    serves it with its own ``mmap`` and unmaps it when freed, so every chunk
+    costs ~200 page faults of zeroed memory: 1.2 M faults and 1.5 ms of system
+    CPU per image in a 6,080-image run.  With a fixed 32 MiB mmap threshold and
+    a 256 MiB trim threshold the freed chunks are reused (the worker's memory
+    stays what its largest block needs).  No effect on the bytes; skipped where
+    malloc is not glibc's.
+    """
+    import ctypes
+    import ctypes.util
+
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):
+        return
+    m_trim_threshold, m_mmap_threshold = -1, -3  # <malloc.h>
+    mallopt(m_mmap_threshold, 32 * 2**20)
+    mallopt(m_trim_threshold, 256 * 2**20)
 
 
 def _append_in_process(writer: StoreWriter, src: Path, output: _OutputRows, start: int, bar: Any) -> None:
