@@ -25,8 +25,9 @@ whole shards and writes them straight into the temporary store
 and the writer commits their table rows in order.  Compression is most of the
 cost of a slice, so this is what lets more workers help.
 
-Memory is bounded by the writer's shard buffer (or ``2 × workers`` shards in
-flight in the workers), whatever the target.
+Memory is bounded whatever the target: per process, its block arrays (reused
+from block to block) and at most :data:`PARENT_CACHE_BYTES` of decoded parents;
+in the main process, ``2 × workers`` queued shards' table rows.
 """
 
 from __future__ import annotations
