@@ -231,6 +231,68 @@ def pixel_only(src: Path, seed: int, n: int = 1000) -> dict[str, float]:
     return timings
 
 
+def phase_table(src: Path, seed: int, n: int = 1024) -> list[tuple[str, float]]:
+    """CPU ms per augmented image of each phase of a worker's path, one thread, ``n`` planned images.
+
+    The same calls as :func:`segkit.augment.render_and_write` (parents through the
+    per-process cache, fresh at the start, so first-round decodes are counted;
+    render into reused block arrays; Blosc per chunk; shard file write; SHA-256
+    of the shard bytes), each timed with ``time.process_time``.
+    """
+    import hashlib
+
+    import cv2
+
+    import segkit.augment as aug
+    from segkit.augment_io import _codec_of, _layout, _nonzero_rows
+    from segkit.augment_ops import make_ops
+    from segkit.augment_plan import draw_plan, parse_transform
+    from segkit.augment_render import render
+    from segkit.store import open_store
+
+    cv2.setNumThreads(1)
+    store = open_store(src)
+    plan = draw_plan(store.indices("train"), len(store.indices("train")) + n, make_ops(), seed)
+    aug._PARENTS = aug._ParentCache(aug.PARENT_CACHE_BYTES)
+    codecs = {name: _codec_of(_layout(str(src), name)) for name in ("image", "mask")}
+    clock, spent = time.process_time, dict.fromkeys(
+        ["read + decode parents", "render (flip, rotate, blur, contrast)", "zero tests + has_tumour",
+         "Blosc zstd-1 bitshuffle: image", "Blosc zstd-1 bitshuffle: mask", "shard file write", "SHA-256 of shard bytes"],
+        0.0)
+    keys = list(spent)
+    with tempfile.TemporaryDirectory(prefix="segkit-phases-") as tmp:
+        for start in range(0, n, aug.BLOCK):
+            samples = plan[start:start + aug.BLOCK]
+            t = clock()
+            parents = aug._read_parents(str(src), sorted({s.parent for s in samples}))
+            spent[keys[0]] += clock() - t
+            h, w = next(iter(parents.values()))[0].shape
+            images = aug._ARENA.get("images0", (len(samples), h, w), np.float32)
+            masks = aug._ARENA.get("masks0", (len(samples), h, w), np.uint8)
+            scratch, mask_scratch = np.empty((h, w), np.float32), np.empty((2, h, w), np.float32)
+            t = clock()
+            for i, s in enumerate(samples):
+                render(*parents[s.parent], parse_transform(s.transform), images[i], masks[i], scratch, mask_scratch)
+            spent[keys[1]] += clock() - t
+            t = clock()
+            stored = {"image": _nonzero_rows(images), "mask": _nonzero_rows(masks)}
+            spent[keys[2]] += clock() - t
+            for key, name, block in ((keys[3], "image", images), (keys[4], "mask", masks)):
+                t = clock()
+                parts = [codecs[name].encode(chunk) for chunk, keep in zip(block, stored[name]) if keep]
+                spent[key] += clock() - t
+                t = clock()
+                with open(Path(tmp) / f"{name}-{start}", "wb") as fh:
+                    fh.writelines(parts)
+                spent[keys[5]] += clock() - t
+                t = clock()
+                digest = hashlib.sha256()
+                for part in parts:
+                    digest.update(part)
+                spent[keys[6]] += clock() - t
+    return [(k, 1e3 * v / n) for k, v in spent.items()]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--patients", type=int, default=6)
@@ -239,6 +301,13 @@ def main() -> None:
     parser.add_argument("--target", type=int, default=6080)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--workdir", type=Path, default=None, help="default: a temporary directory")
+    parser.add_argument("--source", type=Path, default=None,
+                        help="an existing source store to use (e.g. one a previous run kept) instead of building one")
+    parser.add_argument("--keep-source", type=Path, default=None, help="copy the built source store here")
+    parser.add_argument("--runs", default="w1,albu,w2",
+                        help="end-to-end runs, comma-separated: w1, albu, w2 (default all; each is a fresh process)")
+    parser.add_argument("--phases", action="store_true", help="print the CPU per image of each phase of a worker")
+    parser.add_argument("--no-pixel", action="store_true", help="skip the in-memory pixel-work comparison")
     args = parser.parse_args()
 
     import albumentations
@@ -247,37 +316,66 @@ def main() -> None:
     root = Path(tempfile.mkdtemp(prefix="segkit-bench-augment-", dir=args.workdir))
     try:
         t0 = time.perf_counter()
-        src = make_source(root / "source.zarr", args.patients, args.slices, args.size)
-        train = (args.patients - 2) * args.slices
-        print(f"source: {args.patients} patients × {args.slices} slices of {args.size}² ({train} train originals), "
-              f"built in {time.perf_counter() - t0:.0f} s; target {args.target} → {args.target - train} augmented")
-        print(f"opencv {cv2.__version__}, albumentations {albumentations.__version__}, "
-              f"{len(os.sched_getaffinity(0))} cores")
+        if args.source is not None:
+            src = args.source
+            from segkit.store import open_store
 
-        px = pixel_only(src, args.seed)
-        print(f"\npixel work only (in memory, 1 thread): segkit {px['segkit']:.0f} img/s, "
-              f"albumentations {px['albumentations']:.0f} img/s, ratio {px['segkit'] / px['albumentations']:.2f}")
+            train = len(open_store(src).indices("train"))
+            print(f"source: {src} ({train} train originals); target {args.target} → {args.target - train} augmented")
+        else:
+            src = make_source(root / "source.zarr", args.patients, args.slices, args.size)
+            train = (args.patients - 2) * args.slices
+            print(f"source: {args.patients} patients × {args.slices} slices of {args.size}² ({train} train originals), "
+                  f"built in {time.perf_counter() - t0:.0f} s; target {args.target} → {args.target - train} augmented")
+            if args.keep_source is not None:
+                shutil.copytree(src, args.keep_source)
+        print(f"opencv {cv2.__version__}, albumentations {albumentations.__version__}, "
+              f"{len(os.sched_getaffinity(0))} cores; load average {_load()}")
+
+        if args.phases:
+            print("\nCPU per augmented image by phase (one thread, process_time):")
+            table = phase_table(src, args.seed)
+            for name, ms in table:
+                print(f"  {name:<40}{ms:7.2f} ms")
+            print(f"  {'total':<40}{sum(ms for _, ms in table):7.2f} ms")
+
+        if not args.no_pixel:
+            px = pixel_only(src, args.seed)
+            print(f"\npixel work only (in memory, 1 thread): segkit {px['segkit']:.0f} img/s, "
+                  f"albumentations {px['albumentations']:.0f} img/s, ratio {px['segkit'] / px['albumentations']:.2f}")
 
         # segkit first, so a load that grows during the run does not favour segkit.
-        runs = [measure("segkit", src, root / "w1.zarr", args.target, args.seed, workers=1),
-                measure("albumentations", src, root / "albu.zarr", args.target, args.seed),
-                measure("segkit", src, root / "w2.zarr", args.target, args.seed, workers=2)]
-        w1 = runs[0]["augmented"] / runs[0]["seconds"]
-        albu = runs[1]["augmented"] / runs[1]["seconds"]
+        wanted = [r.strip() for r in args.runs.split(",") if r.strip()]
+        configs = {"w1": ("segkit", 1), "albu": ("albumentations", 1), "w2": ("segkit", 2)}
+        runs = [measure(configs[r][0], src, root / f"{r}.zarr", args.target, args.seed, workers=configs[r][1])
+                for r in wanted]
+        if not runs:
+            return
+        rates = {r: run["augmented"] / run["seconds"] for r, run in zip(wanted, runs)}
         print(f"\nend to end (read parents, augment, compress, write a store with {args.target} training images):")
         print(f"{'tool':<16}{'workers':>8}{'seconds':>9}{'aug img/s':>11}{'vs albu':>9}{'vs w1':>7}"
               f"{'CPU ms/img':>11}{'main MB':>9}{'all MB':>9}{'disk MB':>9}")
-        for r in runs:
-            rate = r["augmented"] / r["seconds"]
-            print(f"{r['tool']:<16}{r['workers']:>8}{r['seconds']:>9.1f}{rate:>11.1f}{rate / albu:>9.2f}"
-                  f"{rate / w1:>7.2f}{1e3 * r['cpu_seconds'] / r['augmented']:>11.1f}{r['peak_mb']:>9.0f}{r['tree_peak_mb']:>9.0f}{r['disk_mb']:>9.0f}")
-        same = runs[0]["digest"] == runs[2]["digest"]
+        for name, r in zip(wanted, runs):
+            rate = rates[name]
+            vs_albu = f"{rate / rates['albu']:>9.2f}" if "albu" in rates else f"{'-':>9}"
+            vs_w1 = f"{rate / rates['w1']:>7.2f}" if "w1" in rates else f"{'-':>7}"
+            print(f"{r['tool']:<16}{r['workers']:>8}{r['seconds']:>9.1f}{rate:>11.1f}{vs_albu}{vs_w1}"
+                  f"{1e3 * r['cpu_seconds'] / r['augmented']:>11.1f}{r['peak_mb']:>9.0f}{r['tree_peak_mb']:>9.0f}{r['disk_mb']:>9.0f}")
         print("(CPU ms/img: user+sys of the run and its workers per augmented image, copies included — the\n"
               " figure to trust when other jobs share the cores; main MB: peak RSS of the run's process;\n"
               " all MB: sampled peak of it and its workers together)")
-        print(f"workers 1 and 2 byte-identical: {same} ({runs[0]['digest']})")
+        digests = {name: r["digest"] for name, r in zip(wanted, runs) if r["digest"]}
+        for name, digest in digests.items():
+            print(f"store digest ({name}): {digest}")
+        if {"w1", "w2"} <= set(digests):
+            print(f"workers 1 and 2 byte-identical: {digests['w1'] == digests['w2']}")
+        print(f"load average at the end: {_load()}")
     finally:
         shutil.rmtree(root, ignore_errors=True)
+
+
+def _load() -> str:
+    return " ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
 if __name__ == "__main__":

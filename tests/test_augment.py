@@ -98,9 +98,30 @@ def test_same_seed_gives_the_same_bytes_with_any_number_of_workers(source_store,
     result = augment_store(source_store, tmp_path / "w2.zarr", target=200, seed=3, workers=2)
     parallel, reference = open_store(result.path), open_store(reference_200)
     assert parallel.digest() == reference.digest()
+    # the recorded output digest (made from the workers' bytes in memory) is the files' digest
+    assert parallel.provenance[-1]["output_digest"] == parallel.digest() == reference.provenance[-1]["output_digest"]
     assert list(parallel.table["transform"]) == list(reference.table["transform"])
     assert list(parallel.table["has_tumour"]) == list(reference.table["has_tumour"])
     assert parallel.provenance[-1]["parameters"] == reference.provenance[-1]["parameters"]
+
+
+@pytest.mark.parametrize("slices", [0, 3, 1000])
+def test_the_parent_cache_does_not_change_the_bytes(source_store, reference_200, tmp_path, monkeypatch, slices):
+    # None kept (every parent decoded), fewer than a block needs (evictions, overflow), all of them.
+    import segkit.augment as aug
+
+    cache = aug._ParentCache(slices * 48 * 48 * 5)  # the source store holds 48² slices
+    monkeypatch.setattr(aug, "_PARENTS", cache)
+    reads = []
+    real = aug._decode_rows
+    monkeypatch.setattr(aug, "_decode_rows", lambda src, rows: reads.append(len(rows)) or real(src, rows))
+    result = augment_store(source_store, tmp_path / "out.zarr", target=200, seed=3)
+    assert open_store(result.path).digest() == open_store(reference_200).digest()
+    train = len(open_store(source_store).indices("train"))
+    if slices == 1000:  # every parent decoded once
+        assert sum(reads) == len(open_store(source_store))
+    elif slices == 0:  # one decode per distinct parent of each block
+        assert sum(reads) > len(open_store(source_store)) + train
 
 
 def test_different_seed_gives_a_different_store(source_store, augmented, tmp_path):
@@ -161,6 +182,7 @@ def test_killed_run_restarts_where_it_stopped_and_gives_the_same_bytes(source_st
     assert result.resumed_from > 0
     resumed, reference = open_store(out), open_store(reference_200)
     assert resumed.digest() == reference.digest()
+    assert resumed.provenance[-1]["output_digest"] == resumed.digest()
     assert list(resumed.table["transform"]) == list(reference.table["transform"])
     assert list(resumed.table["has_tumour"]) == list(reference.table["has_tumour"])
     assert sorted(p.name for p in tmp_path.iterdir()) == ["kill.py", "killed.zarr"]  # no partial, no lock
@@ -172,11 +194,11 @@ def test_partial_store_of_other_parameters_is_discarded_not_continued(source_sto
     real = aug.render_block
     calls = []
 
-    def interrupted(src, samples):
+    def interrupted(src, samples, **kwargs):
         calls.append(1)
         if len(calls) == 3:
             raise KeyboardInterrupt
-        return real(src, samples)
+        return real(src, samples, **kwargs)
 
     monkeypatch.setattr(aug, "render_block", interrupted)
     out = tmp_path / "out.zarr"

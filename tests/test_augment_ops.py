@@ -191,6 +191,7 @@ def test_single_pass_render_gives_the_bytes_of_op_by_op_replay(shape) -> None:
     ops = make_ops()
     block_image, block_mask = np.full((2, h, w), np.nan, np.float32), np.full((2, h, w), 7, np.uint8)
     scratch = np.empty(shape, np.float32)
+    mask_scratch = np.full((2, h, w), np.nan, np.float32)
     n = 0
     for k in range(0, 5):
         for chosen in combinations(ops, k):
@@ -198,7 +199,8 @@ def test_single_pass_render_gives_the_bytes_of_op_by_op_replay(shape) -> None:
                 steps = [{"op": op.name, **op.draw(rng)} for op in chosen]
                 expected = apply_ops_stepwise(image_in, mask_in, steps)
                 row = n % 2
-                got = render(image_in, mask_in, steps, block_image[row], block_mask[row], scratch)
+                got = render(image_in, mask_in, steps, block_image[row], block_mask[row], scratch,
+                             mask_scratch if n % 3 else None)  # reused buffers, or its own
                 assert got[0].tobytes() == expected[0].tobytes(), steps
                 assert got[1].tobytes() == expected[1].tobytes(), steps
                 assert apply_ops(image_in, mask_in, steps)[0].tobytes() == expected[0].tobytes()

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -97,50 +97,93 @@ def _index(data: memoryview | bytes, n: int) -> np.ndarray:
     import google_crc32c
 
     raw = bytes(data[-(16 * n + 4):])
+    if len(raw) != 16 * n + 4:
+        raise ValueError("shard shorter than its index")
     if np.frombuffer(raw[-4:], "<u4")[0] != google_crc32c.value(raw[:-4]):
         raise ValueError("shard index checksum mismatch")
     return np.frombuffer(raw[:-4], "<u8").reshape(n, 2)
 
 
-def read_rows(path: str | os.PathLike[str], rows: Sequence[int]) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+def _read_index(fd: int, n: int) -> np.ndarray:
+    """The shard's chunk index (offset, length per inner chunk), read from the end of the open file."""
+    size = os.fstat(fd).st_size
+    tail = 16 * n + 4
+    if size < tail:
+        raise ValueError("shard shorter than its index")
+    return _index(os.pread(fd, tail, size - tail), n)
+
+
+def read_rows(path: str | os.PathLike[str], rows: Sequence[int],
+              out: Callable[[str, tuple[int, ...], Any], np.ndarray] | None = None,
+              ) -> dict[int, tuple[np.ndarray, np.ndarray]]:
     """Decode the image and mask of each row (read-only source store) → ``{row: (image, mask)}``.
 
-    Each shard file touched is read once per call.  Raises ``ValueError`` on a
-    damaged shard (the caller reports it as bad input).
+    Of each shard file touched, only its index and the chunks of the wanted rows
+    are read (``pread``): a block's parents are a few slices scattered over many
+    shards, and reading whole 50 MB shards to use one or two of their slices cost
+    five times the decompression.  Raises ``ValueError`` on a damaged shard (the
+    caller reports it as bad input).
+
+    ``out(name, shape, dtype)``, when given, supplies the arrays to decode into
+    (``"parent_image"`` / ``"parent_mask"``, one row per distinct row asked for),
+    e.g. buffers reused from call to call; by default they are new.
     """
     path = str(path)
-    out: dict[int, list[np.ndarray]] = {int(r): [] for r in rows}
+    wanted = list(dict.fromkeys(int(r) for r in rows))
+    slot = {row: k for k, row in enumerate(wanted)}
+    result: dict[int, list[np.ndarray]] = {row: [] for row in wanted}
     for name in ("image", "mask"):
         layout = _layout(path, name)
         assert layout is not None, "read_rows needs fast_layout(path)"
         n, (h, w), dtype = layout["shard"], layout["size"], _DTYPES[name][1]
         codec = _codec_of(layout)
+        shape = (len(wanted), h, w)
+        planes = out(f"parent_{name}", shape, dtype) if out is not None else np.empty(shape, dtype)
         by_shard: dict[int, list[int]] = {}
-        for row in out:
+        for row in wanted:
             by_shard.setdefault(row // n, []).append(row)
         for shard, members in sorted(by_shard.items()):
             try:
-                data = memoryview(_shard_file(path, name, shard).read_bytes())
+                fd = os.open(_shard_file(path, name, shard), os.O_RDONLY)
             except FileNotFoundError:  # a shard of empty chunks is not written
-                data = None
-            index = _index(data, n) if data is not None else None
-            for row in members:
-                offset, length = index[row % n] if index is not None else (_EMPTY, _EMPTY)
-                if offset == _EMPTY:
-                    out[row].append(np.zeros((h, w), dtype))
-                else:
-                    chunk = codec.decode(data[int(offset):int(offset + length)])
-                    out[row].append(np.frombuffer(chunk, dtype).reshape(h, w))
-    return {row: (pair[0], pair[1]) for row, pair in out.items()}
+                fd = None
+            try:
+                index = _read_index(fd, n) if fd is not None else None
+                for row in members:
+                    offset, length = index[row % n] if index is not None else (_EMPTY, _EMPTY)
+                    plane = planes[slot[row]]
+                    if offset == _EMPTY:
+                        plane.fill(0)
+                    else:
+                        chunk = os.pread(fd, int(length), int(offset))
+                        if len(chunk) != int(length):
+                            raise ValueError("shard shorter than its index says")
+                        codec.decode(chunk, out=plane)
+                    result[row].append(plane)
+            finally:
+                if fd is not None:
+                    os.close(fd)
+    return {row: (pair[0], pair[1]) for row, pair in result.items()}
 
 
-def write_shard(path: str | os.PathLike[str], start: int, images: np.ndarray, masks: np.ndarray) -> np.ndarray:
+def write_shard(path: str | os.PathLike[str], start: int, images: np.ndarray,
+                masks: np.ndarray) -> tuple[np.ndarray, dict[str, str]]:
     """Write rows ``start…`` (one whole shard, or the store's last, shorter one) as zarr would.
 
     Same contract as :func:`segkit.store.write_rows` (into a store being written,
-    after :meth:`segkit.store.StoreWriter.reserve`); returns the ``has_tumour``
-    flags.  A chunk of all-zero bytes is left out of the shard, as zarr leaves it.
+    after :meth:`segkit.store.StoreWriter.reserve`).  A chunk of all-zero bytes
+    is left out of the shard, as zarr leaves it.
+
+    Returns
+    -------
+    has_tumour, shard_digests
+        The ``has_tumour`` flags, and the SHA-256 of each shard file written
+        (store-relative path → hex), made from the bytes in memory, for
+        :meth:`segkit.store.StoreWriter.commit`: the store's output digest then
+        does not read the (~50 MB) shards back.
     """
+    import hashlib
+
     import google_crc32c
 
     path = str(path)
@@ -150,7 +193,9 @@ def write_shard(path: str | os.PathLike[str], start: int, images: np.ndarray, ma
 
         raise UsageError("store writer", "masks must be binary (0/1)")
     images = np.ascontiguousarray(images, dtype="<f4")
-    for name, block in (("image", images), ("mask", masks)):
+    has_tumour = _nonzero_rows(masks)
+    digests: dict[str, str] = {}
+    for name, block, stored in (("image", images, _nonzero_rows(images)), ("mask", masks, has_tumour)):
         layout = _layout(path, name)
         assert layout is not None, "write_shard needs fast_layout(path)"
         n = layout["shard"]
@@ -160,7 +205,7 @@ def write_shard(path: str | os.PathLike[str], start: int, images: np.ndarray, ma
         index = np.full((n, 2), _EMPTY, dtype="<u8")
         parts, offset = [], 0
         for i, chunk in enumerate(block):
-            if not chunk.view(np.uint8).any():
+            if not stored[i]:  # all-zero bytes: left out, as zarr leaves a chunk equal to the fill value
                 continue
             encoded = codec.encode(chunk)
             parts.append(encoded)
@@ -177,4 +222,16 @@ def write_shard(path: str | os.PathLike[str], start: int, images: np.ndarray, ma
         # journalled yet, so a resumed run rewrites it (and no stray file enters the store).
         with open(target, "wb") as fh:
             fh.writelines(parts)
-    return masks.reshape(len(masks), -1).any(axis=1)
+        digest = hashlib.sha256()
+        for part in parts:
+            digest.update(part)
+        digests[f"{name}/c/{start // n}/0/0"] = digest.hexdigest()
+    return has_tumour, digests
+
+
+def _nonzero_rows(block: np.ndarray) -> np.ndarray:
+    """Per row of a C-contiguous block: does it hold any non-zero byte (as 8-byte words when they fit)?"""
+    raw = block.reshape(len(block), -1).view(np.uint8)
+    if raw.shape[1] % 8 == 0:
+        raw = raw.view(np.uint64)  # 8× fewer elements to test; a word is non-zero iff one of its bytes is
+    return raw.any(axis=1)

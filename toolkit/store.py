@@ -445,12 +445,16 @@ class StoreWriter:
             array.resize((max(array.shape[0], self._written + n), h, w))
         return self._tmp, self._written
 
-    def commit(self, n: int, *, has_tumour: Sequence[bool] | np.ndarray, **rows: Any) -> None:
+    def commit(self, n: int, *, has_tumour: Sequence[bool] | np.ndarray,
+               shard_digests: Mapping[str, str] | None = None, **rows: Any) -> None:
         """Record the table rows of the next ``n`` slices, already written with :func:`write_rows`.
 
         ``rows`` are the keyword columns of :meth:`append`; ``has_tumour`` is one
         flag per slice (as :func:`write_rows` returns).  Commit whole shards (the
         last may be partial) in row order; a resumable write journals each.
+        ``shard_digests`` (store-relative path → SHA-256 hex) are digests the
+        process that wrote those shard files made from the bytes it wrote, so
+        the output digest need not read them back.
         """
         if self._group is None or self._closed:
             raise UsageError("store writer", "is not open; use it as a context manager")
@@ -463,6 +467,7 @@ class StoreWriter:
                              f"got {', '.join(sorted(rows))}")
         self._add_columns(n, rows)
         self._add_has_tumour(n, np.asarray(has_tumour, dtype=bool))
+        self._shard_digests.update(shard_digests or {})
         start, stop = self._written, self._written + n
         self._written = stop
         if self.resume_key is not None and stop % self.shard_slices == 0:
