@@ -39,6 +39,7 @@ IMPLEMENTATION_VERSION = "SEGKIT_0_1"
 _DICOMDIR_CLASS = "1.2.840.10008.1.3.10"
 _DEFLATED = "1.2.840.10008.1.2.1.99"
 _PIXEL = 0x7FE00010
+_READ_WHOLE = 64 << 20  # files up to this size are read in one go, larger ones through pydicom's file reads
 
 
 @dataclass
@@ -150,11 +151,25 @@ class _Worker:
         import pydicom
         from pydicom.errors import InvalidDicomError
 
+        def source() -> Any:
+            """The file's bytes in memory (one read; pydicom's many small reads and tells then cost
+            less), or its path when it is large."""
+            try:
+                if src.stat().st_size <= _READ_WHOLE:
+                    return io.BytesIO(src.read_bytes())
+            except OSError:
+                pass
+            return src
+
+        def named(ds: Any) -> Any:
+            ds.filename = str(src)  # as when read from the path
+            return ds
+
         try:
-            ds = pydicom.dcmread(src)
+            ds = named(pydicom.dcmread(source()))
         except InvalidDicomError:
             try:
-                ds = pydicom.dcmread(src, force=True)
+                ds = named(pydicom.dcmread(source(), force=True))
             except Exception:  # noqa: BLE001
                 return None, FileOutcome(input_id, "quarantined", reason="not a DICOM file")
             if "SOPClassUID" not in ds or "SOPInstanceUID" not in ds:
