@@ -200,8 +200,8 @@ def main() -> None:
               f"of wall)   pass 2 {w2:6.2f} s ({1000 * c2 / n:.2f} CPU ms/file)")
     one, many = rate[one_name], rate[many_name]
     dg, de = rate["dicognito"], rate["deid (default recipe)"]
-    print(f"load average during the run: {os.getloadavg()[0]:.1f} (files/s are wall-clock; CPU ms/file is not "
-          "affected by other jobs)")
+    print(f"load average during the run: {os.getloadavg()[0]:.1f} (files/s are wall-clock; CPU ms/file is less "
+          "affected by other jobs, not immune: on a shared machine it rises with the load)")
     print(f"ratios: segkit-1/dicognito {one / dg:.2f} (goal >= 1.0); segkit-default/dicognito {many / dg:.2f} "
           f"(goal >= 1.5); segkit-default/deid {many / de:.2f} (goal >= 6.0); segkit-1/deid {one / de:.2f}")
     if not args.keep:
