@@ -638,3 +638,14 @@ def test_compressed_pixels_that_do_not_decode_are_quarantined(tmp_path):
     (rec,) = _audit(tmp_path / "out")
     assert rec["status"] == "quarantined"
     assert rec["reason"] == "pixel data cannot be decoded (JPEG-LS Lossless Image Compression)"
+
+
+def test_short_tokens_are_the_base32_prefix_of_the_digest() -> None:
+    """Keyring.short encodes only the bytes it needs: the same tokens as base64.b32encode of the whole digest."""
+    import base64
+
+    kr = Keyring(bytes(range(32)))
+    for i in range(500):
+        value = f"1.2.826.0.1.{i * 7919}"
+        for n in (1, 10, 12, 16, 20):
+            assert kr.short("dir", value, n) == base64.b32encode(kr.digest("dir", value)).decode()[:n].lower()

@@ -8,7 +8,6 @@ consistent without a lookup table, and nothing can be reversed without the key.
 from __future__ import annotations
 
 import datetime as _dt
-import hashlib
 import hmac
 import os
 import secrets
@@ -102,13 +101,23 @@ class Keyring:
 
     def digest(self, domain: str, value: str) -> bytes:
         """HMAC-SHA256 of *value* in a separate *domain* (so a UID and an ID never collide)."""
-        return hmac.new(self._key, f"{domain}\x00{value}".encode("utf-8", "surrogateescape"), hashlib.sha256).digest()
+        # hmac.digest: OpenSSL's one-shot HMAC, the same bytes as hmac.new(...).digest() without its Python objects
+        return hmac.digest(self._key, f"{domain}\x00{value}".encode("utf-8", "surrogateescape"), "sha256")
 
     def short(self, domain: str, value: str, n: int = 12) -> str:
-        """A short lower-case base-32 token (for file names and pseudonyms)."""
+        """A short lower-case base-32 token (for file names and pseudonyms).
+
+        The first *n* characters of the RFC 4648 base-32 text of the digest; up to 16 of them
+        depend on its first 10 bytes only, which are encoded directly (``base64.b32encode`` is
+        pure Python and encodes all 32).
+        """
+        digest = self.digest(domain, value)
+        if n <= 16:
+            bits = int.from_bytes(digest[:10], "big")
+            return "".join(_B32[bits >> shift & 31] for shift in _B32_SHIFTS[:n])
         import base64
 
-        return base64.b32encode(self.digest(domain, value)).decode("ascii")[:n].lower()
+        return base64.b32encode(digest).decode("ascii")[:n].lower()
 
     def _uid(self, uid: str) -> str:
         """``2.25.<int>``: a UUID (version 8, RFC 9562) derived from the key and *uid*."""
@@ -129,6 +138,10 @@ class Keyring:
     def dummy(self, domain: str, value: str, n: int = 10) -> str:
         """A stable dummy token for D-action text (e.g. an accession number)."""
         return self.short(domain, value, n).upper()
+
+
+_B32 = "abcdefghijklmnopqrstuvwxyz234567"  # RFC 4648 base-32, lower case
+_B32_SHIFTS = tuple(75 - 5 * i for i in range(16))  # 16 characters of 5 bits from an 80-bit integer
 
 
 def shift_date(value: str, days: int) -> str | None:

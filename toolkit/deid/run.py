@@ -39,6 +39,7 @@ IMPLEMENTATION_VERSION = "SEGKIT_0_1"
 _DICOMDIR_CLASS = "1.2.840.10008.1.3.10"
 _DEFLATED = "1.2.840.10008.1.2.1.99"
 _PIXEL = 0x7FE00010
+_READ_WHOLE = 64 << 20  # files up to this size are read in one go, larger ones through pydicom's file reads
 
 
 @dataclass
@@ -111,6 +112,9 @@ class _Worker:
         self.out = Path(cfg.out)
         self.recipe = None
         self._marks: list[Any] | None = None
+        # the marks' bytes per (endianness, VR encoding, character set): the same in every file
+        self._marks_encoded: dict[int, tuple[Any, dict[tuple[bool, bool, str], bytes]]] = {}
+        self._dirs: set[Path] = set()  # output folders this process made (or found) already
         from segkit.deid.pixels import PixelCleaner
 
         self.pixels = PixelCleaner(cfg.pixel_policy)
@@ -147,11 +151,25 @@ class _Worker:
         import pydicom
         from pydicom.errors import InvalidDicomError
 
+        def source() -> Any:
+            """The file's bytes in memory (one read; pydicom's many small reads and tells then cost
+            less), or its path when it is large."""
+            try:
+                if src.stat().st_size <= _READ_WHOLE:
+                    return io.BytesIO(src.read_bytes())
+            except OSError:
+                pass
+            return src
+
+        def named(ds: Any) -> Any:
+            ds.filename = str(src)  # as when read from the path
+            return ds
+
         try:
-            ds = pydicom.dcmread(src)
+            ds = named(pydicom.dcmread(source()))
         except InvalidDicomError:
             try:
-                ds = pydicom.dcmread(src, force=True)
+                ds = named(pydicom.dcmread(source(), force=True))
             except Exception:  # noqa: BLE001
                 return None, FileOutcome(input_id, "quarantined", reason="not a DICOM file")
             if "SOPClassUID" not in ds or "SOPInstanceUID" not in ds:
@@ -205,7 +223,7 @@ class _Worker:
         if self.recipe is not None:
             self._apply_recipe(ds)
         ts = self._mark(ds, result)
-        header, pixels, tail = _serialise(ds, ts)
+        header, pixels, tail = _serialise(ds, ts, self._marks_encoded)
         if pixel_counts:
             result.counts.update({k: v for k, v in pixel_counts.items() if v})
         counts = dict(sorted(result.counts.items()))
@@ -225,7 +243,9 @@ class _Worker:
                                        reason="an identifier of the input survived; file not written")
         rel = _output_rel(ds, kr, input_id, patient_key)
         dst = self.out / rel
-        dst.parent.mkdir(parents=True, exist_ok=True)
+        if dst.parent not in self._dirs:
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            self._dirs.add(dst.parent)
         tmp = dst.with_name(f".{dst.name}.tmp-{os.getpid()}")
         with open(tmp, "wb") as fh:
             fh.write(header)
@@ -247,6 +267,7 @@ class _Worker:
         """Add the de-identification attributes (PS3.15 E.1.1); return the output transfer syntax."""
         if self._marks is None:
             self._marks = _mark_elements(self.profile)
+            self._marks_encoded = {int(elem.tag): (elem, {}) for elem in self._marks}
         d = ds._dict  # noqa: SLF001
         for elem in self._marks:
             d[elem.tag] = elem  # shared, never mutated
@@ -347,10 +368,13 @@ def _file_meta(sop_class: str, sop_instance: str, ts: str) -> bytes:
     return b"\x00" * 128 + b"DICM" + struct.pack("<HH2sHL", 2, 0, b"UL", 4, len(body)) + body
 
 
-def _serialise(ds: Any, ts: str) -> tuple[bytes, bytes, bytes]:
+def _serialise(ds: Any, ts: str, constant: dict[int, tuple[Any, dict[Any, bytes]]] | None = None
+               ) -> tuple[bytes, bytes, bytes]:
     """Write *ds* to bytes: ``(everything before the pixel data, pixel data element, anything after)``.
 
     The pixel data value is kept apart so that the verifier searches everything but it.
+    *constant*: ``tag -> (element, cache)`` of elements shared by every file (the de-identification
+    marks); their bytes are written once per encoding and reused.
     """
     from pydicom.filebase import DicomBytesIO
     from pydicom.filewriter import write_data_element
@@ -367,7 +391,7 @@ def _serialise(ds: Any, ts: str) -> tuple[bytes, bytes, bytes]:
     buf.is_little_endian = uid.is_little_endian
     buf.is_implicit_VR = uid.is_implicit_VR
     try:
-        _write_top_level(buf, ds)
+        _write_top_level(buf, ds, constant or {})
     finally:
         if pixel is not None:
             d[pixel_tag] = pixel
@@ -388,15 +412,18 @@ def _serialise(ds: Any, ts: str) -> tuple[bytes, bytes, bytes]:
 _LONG_VRS = {"OB", "OD", "OF", "OL", "OV", "OW", "SQ", "SV", "UC", "UN", "UR", "UT", "UV"}
 
 
-def _write_top_level(fp: Any, ds: Any) -> None:
+def _write_top_level(fp: Any, ds: Any, constant: dict[int, tuple[Any, dict[Any, bytes]]] | None = None) -> None:
     """pydicom's ``write_dataset`` for the top level, with a fast path for untouched raw elements.
 
     A raw element that was read in this transfer syntax, has a defined length and is not a
-    sequence is copied as tag + VR + length + the bytes read; everything else (changed or
-    converted elements, sequences) goes through pydicom's ``write_data_element``.
+    sequence is copied as tag + VR + length + the bytes read; an element of *constant* (the
+    same object in every file) is written by pydicom once per encoding and its bytes reused;
+    everything else (changed or converted elements, sequences) goes through pydicom's
+    ``write_data_element``.
     """
     import struct
 
+    from pydicom.filebase import DicomBytesIO
     from pydicom.filewriter import write_data_element
 
     d = ds._dict  # noqa: SLF001
@@ -429,6 +456,15 @@ def _write_top_level(fp: Any, ds: Any) -> None:
                 write_data_element(fp, elem, encodings)
                 continue
             write(value)
+        elif constant and (shared := constant.get(tag)) is not None and shared[0] is elem:
+            key = (little, implicit, repr(encodings))
+            encoded = shared[1].get(key)
+            if encoded is None:
+                one = DicomBytesIO()
+                one.is_little_endian, one.is_implicit_VR = little, implicit
+                write_data_element(one, elem, encodings)
+                encoded = shared[1][key] = one.getvalue()
+            write(encoded)
         else:  # a raw element read without a VR (implicit data under an explicit syntax) is converted first
             write_data_element(fp, ds[tag] if elem.is_raw and vr is None else ds.get_item(tag), encodings)
 

@@ -1,0 +1,63 @@
+"""The verifier's one-pass search (a trie of the identifiers) finds exactly what the plain alternation finds."""
+
+from __future__ import annotations
+
+import random
+
+from segkit.deid.verify import PhiCollector, _compile, _compile_plain, _encoded
+
+
+def _identifiers(rng: random.Random) -> tuple[frozenset[bytes], frozenset[str]]:
+    words = set()
+    for _ in range(rng.randint(1, 60)):
+        kind = rng.random()
+        if kind < 0.3:
+            words.add("".join(rng.choice("0123456789") for _ in range(rng.randint(3, 10))))
+        elif kind < 0.5:  # names sharing prefixes, with spaces, commas, carets, dots, non-ASCII
+            words.add(rng.choice(["anne", "anna", "annemarie", "an", "müller", "mül"]) + rng.choice(
+                ["", "liese", " smith", ", j", "^x", "-1", ".b", "_c", "\u00e9"]))
+        else:
+            words.add("".join(rng.choice("abcxyz019_-. ,^é") for _ in range(rng.randint(3, 12))))
+    text = frozenset(w.encode(rng.choice(["utf-8", "latin-1"])) for w in words)
+    dates = frozenset(f"{rng.randint(1900, 2030)}{rng.randint(1, 12):02d}{rng.randint(1, 28):02d}"
+                      for _ in range(rng.randint(0, 3)))
+    return text, dates
+
+
+def _data(rng: random.Random, planted: list[bytes]) -> bytes:
+    alphabet = b"abcxyz0123456789_-. ,^\\\x00\x80\xc3\xa9\xff\n"
+    out = bytearray()
+    for _ in range(rng.randint(0, 40)):
+        out += bytes(rng.choice(alphabet) for _ in range(rng.randint(0, 6)))
+        if planted and rng.random() < 0.6:
+            out += rng.choice(planted)
+    return bytes(out)
+
+
+def test_trie_search_matches_plain_alternation_everywhere() -> None:
+    rng = random.Random(20261203)
+    for _ in range(300):
+        text, dates = _identifiers(rng)
+        trie, plain = _compile(text, dates), _compile_plain(text, dates)
+        assert (trie is None) == (plain is None)
+        planted = [t[: rng.randint(1, len(t))] if rng.random() < 0.2 else t for t in text]
+        planted += [d.encode() + rng.choice([b"", b"1200", b"123456.5+0100", b"9"]) for d in dates]
+        for _ in range(10):
+            data = _data(rng, planted)
+            for pos in range(len(data) + 1):  # a match starting at every position, or none, in both
+                assert bool(trie.match(data, pos)) == bool(plain.match(data, pos))
+            assert bool(trie.search(data)) == bool(plain.search(data))
+
+
+def test_verifier_of_a_collector_uses_the_trie() -> None:
+    col = PhiCollector()
+    col.add_name("Quixote^Alonso")
+    col.add_text("MRN4711042")
+    col.add_text("4711042")
+    col.add_date("20210315")
+    v = col.verifier("latin-1")
+    assert v.pattern is _compile(_encoded(frozenset(col.text), "latin-1"), frozenset(col.dates))
+    for hit in (b"x alonso quixote y", b"mrn4711042", b"id 4711042\\", b"on 20210315103000.5+0100", b"2021-03-15"):
+        assert v.leaks(hit)
+    for miss in (b"alonsos", b"47110420", b"120210315", b"quixoteville"):
+        assert not v.leaks(miss)
