@@ -234,7 +234,7 @@ def convert(in_dir: Path, out: Path, roi: tuple[str, ...], size: int | None, val
     else; intensities are clipped to the 0.5-99.5 percentiles of each volume and
     scaled to [0, 1]. Nothing is left at OUT.zarr unless the whole run succeeds.
     """
-    from segkit.convert import ConvertOptions, convert as run_convert
+    from segkit.convert.run import ConvertOptions, convert as run_convert
 
     options = ConvertOptions(roi=roi, size=size, val_patients=val_patients, test_patients=test_patients, seed=seed,
                              masks=masks, allow_uneven=allow_uneven_spacing, lenient=lenient,
@@ -265,8 +265,8 @@ def augment(src: Path, dst: Path, target: int, seed: int, ops: str, settings: tu
     parent row and ops; validation and test patients are never augmented.  A
     killed run resumes when the same command is run again.
     """
-    from segkit.augment import augment_store
-    from segkit.augment_ops import parse_settings
+    from segkit.augment.run import augment_store
+    from segkit.augment.ops import parse_settings
 
     result = augment_store(src, dst, target=target, seed=seed, ops=ops.split(","),
                            op_settings=parse_settings(settings), workers=workers, overwrite=force, progress=True)
@@ -282,7 +282,7 @@ def augment(src: Path, dst: Path, target: int, seed: int, ops: str, settings: tu
 @click.option("--seed", type=int, default=0, show_default=True, help="Chooses the slices shown.")
 def preview(store: Path, out: Path, n: int, seed: int) -> None:
     """Draw a grid PNG of originals and augmented samples, tumour outlined, ops under each tile."""
-    from segkit.preview import render_preview
+    from segkit.augment.preview import render_preview
 
     click.echo(f"wrote {render_preview(store, out, n=n, seed=seed)}", err=True)
 
@@ -470,7 +470,7 @@ def info(store: Path, as_json: bool) -> None:
     """Summarise a segkit store: patients, slices, split, provenance."""
     import json
 
-    from segkit.info import store_info
+    from segkit.store.info import store_info
 
     summary = store_info(store)
     if as_json:
@@ -485,7 +485,7 @@ def info(store: Path, as_json: bool) -> None:
 @click.option("--force", is_flag=True, help="Replace OUT.h5 if it exists.")
 def export(store: Path, out: Path, force: bool) -> None:
     """Write a store's arrays, table and attributes to HDF5 (for tools that read HDF5)."""
-    from segkit.export import export_hdf5
+    from segkit.store.export import export_hdf5
 
     path = export_hdf5(store, out, overwrite=force, progress=True)
     click.echo(f"wrote {path}", err=True)

@@ -1,7 +1,7 @@
 """``evaluate_run``: score a trained run on the held-out patients of a store and write the report.
 
 The run's model predicts every original slice of the chosen split, patient by
-patient (slices in volume order); :mod:`segkit.evaluation` scores the
+patient (slices in volume order); :mod:`segkit.evaluate.evaluation` scores the
 probabilities against the store's masks at the store's resolution and spacing,
 and writes ``metrics.json``, the CSVs, ``table.md`` and the overlays.
 
@@ -29,9 +29,9 @@ from typing import Any, Protocol
 import numpy as np
 
 from segkit.errors import InputError, OutputExistsError, UsageError
-from segkit.evaluation import Case, evaluate_cases, read_metrics, write_compare, write_report
-from segkit.provenance import finish_step, provenance_step
-from segkit.store import Store, open_store
+from segkit.evaluate.evaluation import Case, evaluate_cases, read_metrics, write_compare, write_report
+from segkit.store.provenance import finish_step, provenance_step
+from segkit.store.zarrstore import Store, open_store
 from segkit.train.runinfo import RunInfo, read_run
 
 __all__ = ["Predictor", "PredictorLoader", "load_run_predictor", "evaluate_run", "check_held_out", "store_cases",

@@ -71,7 +71,7 @@ class TrainResult:
 
 # ----------------------------------------------------------------------------------------- helpers
 def _utc_now() -> str:
-    from segkit.provenance import utc_now
+    from segkit.store.provenance import utc_now
 
     return utc_now()
 
@@ -464,7 +464,7 @@ def _write_provenance(run_dir: Path, slices: Any, config: dict[str, Any], starte
     or the latest checkpoint's files while no epoch has finished.
     """
     from segkit.pipelines.training_store import input_digest
-    from segkit.provenance import digest_files, finish_step
+    from segkit.store.provenance import digest_files, finish_step
 
     path = run_dir / "provenance.json"
     steps = json.loads(path.read_text("utf-8")) if path.is_file() else slices.provenance

@@ -1,0 +1,23 @@
+"""The augment stage: a store -> a reproducible augmented store of the training split.
+
+Takes a store; gives a new store of exactly N images (`segkit.augment.augment_store`). `plan` draws
+every transform from one seed before any pixel is read, `ops` holds the ops, `render` and `io`
+do the pixel work shard by shard, `preview` draws a grid of examples.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+# The public names below load their module on first use, so importing the package stays light.
+_LAZY = {
+    "augment_store": "run",
+}
+__all__ = sorted(_LAZY)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(f"{__name__}.{_LAZY[name]}"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
