@@ -36,7 +36,7 @@ import numpy as np
 def make_source(path: Path, patients: int, slices: int, size: int, seed: int = 0) -> Path:
     """A convert-like store of synth phantoms: patients-2 train, 1 val, 1 test."""
     from segkit.store.provenance import provenance_step
-    from segkit.store.zarrstore import StoreWriter
+    from segkit.store.writer import StoreWriter
     from segkit.synth.phantom import make_phantom
 
     step = provenance_step("convert", {"benchmark": True}, input_digest="sha256:" + "0" * 64, input_files=0, seed=seed)
@@ -79,7 +79,8 @@ def augment_with_albumentations(src: Path, dst: Path, target: int, seed: int) ->
     from segkit.augment.ops import make_ops
     from segkit.augment.plan import draw_plan
     from segkit.store.provenance import provenance_step
-    from segkit.store.zarrstore import StoreWriter, open_store
+    from segkit.store.reader import open_store
+    from segkit.store.writer import StoreWriter
 
     cv2.setNumThreads(1)
     store = open_store(src)
@@ -177,7 +178,7 @@ def _run(tool: str, src: str, dst: str, target: int, seed: int, workers: int) ->
         t0 = time.perf_counter()
         result = augment_store(src, dst, target=target, seed=seed, workers=workers)
         seconds = time.perf_counter() - t0
-        from segkit.store.zarrstore import open_store
+        from segkit.store.reader import open_store
 
         augmented, digest = result.augmented, open_store(dst).digest()
     else:
@@ -210,7 +211,7 @@ def pixel_only(src: Path, seed: int, n: int = 1000) -> dict[str, float]:
 
     from segkit.augment.ops import apply_ops, make_ops
     from segkit.augment.plan import draw_plan
-    from segkit.store.zarrstore import open_store
+    from segkit.store.reader import open_store
 
     cv2.setNumThreads(1)
     store = open_store(src)
@@ -248,7 +249,7 @@ def phase_table(src: Path, seed: int, n: int = 1024) -> list[tuple[str, float]]:
     from segkit.augment.ops import make_ops
     from segkit.augment.plan import draw_plan, parse_transform
     from segkit.augment.render import render
-    from segkit.store.zarrstore import open_store
+    from segkit.store.reader import open_store
 
     cv2.setNumThreads(1)
     store = open_store(src)
@@ -318,7 +319,7 @@ def main() -> None:
         t0 = time.perf_counter()
         if args.source is not None:
             src = args.source
-            from segkit.store.zarrstore import open_store
+            from segkit.store.reader import open_store
 
             train = len(open_store(src).indices("train"))
             print(f"source: {src} ({train} train originals); target {args.target} → {args.target - train} augmented")

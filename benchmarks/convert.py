@@ -102,8 +102,9 @@ def _phases(cohort: Path) -> None:
     from segkit.store.provenance import combine_digests, file_digest
     from segkit.convert.roi import RoiSelector
     from segkit.convert.rtstruct import fill_placed
+    from segkit.store.shards import encode_slices
     from segkit.store.split import assign_split
-    from segkit.store.zarrstore import StoreWriter, encode_slices
+    from segkit.store.writer import StoreWriter
     from segkit.dicom.volume import read_volume_pixels
 
     spent: dict[str, list[float]] = {}
@@ -195,7 +196,7 @@ def _score(masks: dict[str, np.ndarray], cohort: Path) -> tuple[float, float, in
 def _segkit_store_masks(store_path: Path, cohort: Path) -> dict[str, np.ndarray]:
     import pydicom
 
-    from segkit.store.zarrstore import open_store
+    from segkit.store.reader import open_store
 
     ids = {str(pydicom.dcmread(next((f / "MR").iterdir()), stop_before_pixels=True).PatientID): f.name
            for f in sorted(cohort.glob("patient-*"))}
@@ -263,7 +264,7 @@ def main(argv: list[str] | None = None) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         # segkit convert, the whole command, with 1 and 2 worker threads (one process: its peak RSS is all of it)
-        from segkit.store.zarrstore import store_digest
+        from segkit.store.format import store_digest
 
         segkit = _segkit()
         held_out = "1" if args.patients >= 3 else "0"

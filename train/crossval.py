@@ -177,7 +177,7 @@ def evaluate_folds(parent: str | Path, store: str | Path, split: str = "test", t
     from segkit.evaluate.evaluation import evaluate_cases, write_report
     from segkit.evaluate.metrics import OVERLAP_METRICS, mean_sd
     from segkit.pipelines.training_store import with_split
-    from segkit.store.zarrstore import open_store
+    from segkit.store.reader import open_store
     from segkit.train.evaluate import check_held_out, evaluate_run, load_run_predictor, store_cases
     from segkit.train.runinfo import read_run
 

@@ -31,7 +31,7 @@ import numpy as np
 from segkit.errors import InputError, OutputExistsError, UsageError
 from segkit.evaluate.evaluation import Case, evaluate_cases, read_metrics, write_compare, write_report
 from segkit.store.provenance import finish_step, provenance_step
-from segkit.store.zarrstore import Store, open_store
+from segkit.store.reader import Store, open_store
 from segkit.train.runinfo import RunInfo, read_run
 
 __all__ = ["Predictor", "PredictorLoader", "load_run_predictor", "evaluate_run", "check_held_out", "store_cases",

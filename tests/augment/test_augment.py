@@ -16,7 +16,8 @@ from segkit.augment.run import augment_store
 from segkit.augment.ops import apply_ops
 from segkit.augment.plan import parse_transform
 from segkit.errors import InputError, OutputExistsError, UsageError
-from segkit.store.zarrstore import open_store, validate_attrs
+from segkit.store.format import validate_attrs
+from segkit.store.reader import open_store
 from tests.helpers.store_inputs import SPLITS, write_source_store
 
 
@@ -147,7 +148,7 @@ def test_memory_stays_bounded_by_a_few_shards_whatever_the_target(tmp_path):
 _KILL_SCRIPT = textwrap.dedent("""
     import os, signal, sys
     import segkit.augment.run as aug
-    from segkit.store.zarrstore import StoreWriter
+    from segkit.store.writer import StoreWriter
 
     def die_on_call(owner, name, when):
         real, calls = getattr(owner, name), []

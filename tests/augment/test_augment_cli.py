@@ -9,7 +9,7 @@ import pytest
 from click.testing import CliRunner
 
 from segkit.cli import cli
-from segkit.store.zarrstore import open_store
+from segkit.store.reader import open_store
 from tests.helpers.store_inputs import write_source_store
 
 

@@ -30,11 +30,11 @@ import zarr
 from segkit.augment.run import augment_store
 from segkit.augment.ops import apply_ops, make_ops
 from segkit.augment.plan import draw_plan
-from segkit.store.zarrstore import open_store
+from segkit.store.reader import open_store
 from tests.helpers.store_inputs import write_source_store
 
 #: Per OpenCV release (major.minor): sha256 of every output row's image bytes then mask bytes (workers 1 and 2
-#: alike); :func:`segkit.store.zarrstore.store_digest` of that store with the codec versions it was recorded with; sha256
+#: alike); :func:`segkit.store.format.store_digest` of that store with the codec versions it was recorded with; sha256
 #: over apply_ops outputs of 120 planned samples on 512² slices (all op combinations).  The OpenCV 4 values were
 #: recorded on the code before the single-pass rewrite (commit 6f6682c), the OpenCV 5.1 ones on 3 December 2026.
 PINNED = {

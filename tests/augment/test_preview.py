@@ -8,7 +8,7 @@ import pytest
 
 from segkit.augment.run import augment_store
 from segkit.augment.preview import _choose_tiles, describe_transform, render_preview
-from segkit.store.zarrstore import open_store
+from segkit.store.reader import open_store
 from tests.helpers.store_inputs import write_source_store
 
 

@@ -16,8 +16,9 @@ from segkit.convert.run import ConvertOptions, convert
 from segkit.errors import DicomError, GeometryError, InputError, OutputExistsError, UsageError
 from segkit.store.provenance import digest_files
 from segkit.schemas import validate
+from segkit.store.format import store_digest
+from segkit.store.reader import open_store
 from segkit.store.split import assign_split
-from segkit.store.zarrstore import open_store, store_digest
 
 
 def _masks_by_patient(store) -> dict[str, np.ndarray]:
@@ -330,7 +331,7 @@ def test_an_interrupted_convert_resumes_and_gives_the_same_store(synth_cohort, t
     import functools
 
     import segkit.convert.run as convert_module
-    from segkit.store.zarrstore import StoreWriter
+    from segkit.store.writer import StoreWriter
 
     # 8-slice shards so that a few 12-slice series fill whole shards
     monkeypatch.setattr(convert_module, "StoreWriter", functools.partial(StoreWriter, shard_slices=8))

@@ -16,7 +16,7 @@ from segkit.cli import cli
 from segkit.convert.run import ConvertOptions, convert
 from segkit.errors import GeometryError
 from segkit.convert.rtstruct import SLICE_TOLERANCE_FLOOR_MM, slice_tolerance
-from segkit.store.zarrstore import open_store
+from segkit.store.reader import open_store
 
 
 def _rtstruct(cohort: Path, patient: str) -> Path:

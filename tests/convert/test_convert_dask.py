@@ -10,7 +10,8 @@ from click.testing import CliRunner
 from segkit.cli import cli
 from segkit.convert.run import ConvertOptions, convert
 from segkit.errors import UsageError
-from segkit.store.zarrstore import open_store, store_digest
+from segkit.store.format import store_digest
+from segkit.store.reader import open_store
 from segkit.workers import ordered_map, parse_dask_address
 
 distributed = pytest.importorskip("distributed", reason="the 'dask' extra (dask.distributed) runs convert on Dask")

@@ -583,7 +583,7 @@ def test_convert_gives_the_same_images_and_masks_before_and_after(synth_cohort, 
     import hashlib
 
     convert_module = pytest.importorskip("segkit.convert.run", reason="segkit convert has not landed on this branch")
-    from segkit.store.zarrstore import open_store
+    from segkit.store.reader import open_store
 
     def per_patient(store_path: Path) -> list[str]:
         store = open_store(store_path)

@@ -276,7 +276,7 @@ def test_converting_the_de_identified_foreign_study_gives_the_original_masks(for
     """The whole study follows through: images, RTSTRUCT and SEG written by other tools still convert
     after de-identification, to the same masks and the same images, patient by patient."""
     from segkit.convert.run import ConvertOptions, convert
-    from segkit.store.zarrstore import open_store
+    from segkit.store.reader import open_store
 
     def by_patient(store_path: Path) -> list[tuple[int, bytes, bytes]]:
         store = open_store(store_path)

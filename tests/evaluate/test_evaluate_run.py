@@ -22,7 +22,7 @@ pytest.importorskip("segkit.convert.run", reason="segkit convert is not on this 
 
 from segkit.cli import cli  # noqa: E402
 from segkit.errors import InputError, OutputExistsError, UsageError  # noqa: E402
-from segkit.store.zarrstore import open_store  # noqa: E402
+from segkit.store.reader import open_store  # noqa: E402
 from segkit.train.evaluate import evaluate_run  # noqa: E402
 from segkit.train.predict import predict_series  # noqa: E402
 from segkit.train.runinfo import RunInfo, read_run  # noqa: E402

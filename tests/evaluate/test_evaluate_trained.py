@@ -36,7 +36,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory, synth_cohort: Path) -> dic
 
 def test_evaluate_dice_equals_the_dice_of_the_predicted_seg(trained: dict[str, Path], synth_cohort: Path,
                                                             tmp_path: Path) -> None:
-    from segkit.store.zarrstore import open_store
+    from segkit.store.reader import open_store
     from segkit.train.evaluate import evaluate_run, store_cases
     from segkit.train.inference import load_predictor
     from segkit.train.runinfo import read_run

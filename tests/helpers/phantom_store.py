@@ -1,6 +1,6 @@
 """Tiny segkit slice stores for the training tests, written with zarr directly in the store layout.
 
-The real writer is ``segkit.store.zarrstore`` (issue 4); this writes only the layout the
+The real writer is ``segkit.store.writer`` (issue 4); this writes only the layout the
 training side reads: a brain-like ellipse with a bright disc "tumour" on some
 slices, patients split train/val/test, optional augmented rows.
 """
@@ -34,13 +34,13 @@ def phantom_slices(patients: int = 6, slices: int = 12, size: int = 64, seed: in
 
 def write_phantom_store(path: Path, patients: int = 6, slices: int = 12, size: int = 64, seed: int = 0,
                         split_of: dict[str, str] | None = None, augmented_parents: list[int] | None = None) -> Path:
-    """Write a store with :class:`segkit.store.zarrstore.StoreWriter`.
+    """Write a store with :class:`segkit.store.writer.StoreWriter`.
 
     Default split: last patient test, the one before val, the rest train.
     ``augmented_parents``: rows to append again, flipped, as augmented rows of the same patient and split.
     """
     from segkit.store.provenance import provenance_step
-    from segkit.store.zarrstore import StoreWriter
+    from segkit.store.writer import StoreWriter
 
     images, masks, patient = phantom_slices(patients, slices, size, seed)
     names = sorted(set(patient.tolist()))

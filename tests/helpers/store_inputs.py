@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from segkit.store.provenance import provenance_step
-from segkit.store.zarrstore import StoreWriter
+from segkit.store.writer import StoreWriter
 
 SPLITS = {"P01": "train", "P02": "train", "P03": "val", "P04": "test"}
 

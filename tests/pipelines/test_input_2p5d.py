@@ -16,7 +16,8 @@ from segkit.pipelines.training_store import open_training_store
 def store(tmp_path_factory):
     """6 patients × 12 slices of 32², then two augmented rows replayable by segkit (a flip and a rotation)."""
     from segkit.augment.ops import apply_ops
-    from segkit.store.zarrstore import StoreWriter, open_store
+    from segkit.store.reader import open_store
+    from segkit.store.writer import StoreWriter
 
     base = open_store(write_phantom_store(tmp_path_factory.mktemp("nb") / "base.zarr", size=32))
     out = tmp_path_factory.mktemp("nb") / "s.zarr"

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from segkit.store.zarrstore import open_store, store_digest
+from segkit.store.format import store_digest
+from segkit.store.reader import open_store
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads process trees from /proc")
 

@@ -16,7 +16,8 @@ from segkit.errors import InputError, OutputExistsError
 from segkit.store.export import export_hdf5
 from segkit.store.info import store_info
 from segkit.schemas import validate
-from segkit.store.zarrstore import TABLE_COLUMNS, open_store
+from segkit.store.format import TABLE_COLUMNS
+from segkit.store.reader import open_store
 
 
 @pytest.fixture(scope="module")

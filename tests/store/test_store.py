@@ -1,4 +1,4 @@
-"""segkit.store.zarrstore: atomic streaming writes, the per-slice table, attributes, determinism."""
+"""segkit.store.writer: atomic streaming writes, the per-slice table, attributes, determinism."""
 
 from __future__ import annotations
 
@@ -11,7 +11,9 @@ import pytest
 from segkit.errors import InputError, OutputExistsError, SegkitError, UsageError
 from segkit.store.provenance import digest_files, provenance_step
 from segkit.schemas import validate
-from segkit.store.zarrstore import StoreWriter, open_store, store_digest
+from segkit.store.format import store_digest
+from segkit.store.reader import open_store
+from segkit.store.writer import StoreWriter
 
 SIZE = (8, 6)
 

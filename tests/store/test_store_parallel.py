@@ -9,7 +9,9 @@ import pytest
 
 from segkit.errors import UsageError
 from segkit.store.provenance import provenance_step
-from segkit.store.zarrstore import StoreWriter, open_store, write_rows
+from segkit.store.reader import open_store
+from segkit.store.shards import write_rows
+from segkit.store.writer import StoreWriter
 
 SIZE = (6, 5)
 N = 21

@@ -1,4 +1,4 @@
-"""segkit.store.zarrstore writes its shards itself: the bytes must be exactly what zarr's sharding codec writes."""
+"""segkit.store.writer writes its shards itself: the bytes must be exactly what zarr's sharding codec writes."""
 
 from __future__ import annotations
 
@@ -7,8 +7,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from segkit.store.format import _compressor
 from segkit.store.provenance import provenance_step
-from segkit.store.zarrstore import StoreWriter, _compressor, encode_slices, open_store
+from segkit.store.reader import open_store
+from segkit.store.shards import encode_slices
+from segkit.store.writer import StoreWriter
 
 
 def _slices(n: int, h: int, w: int, seed: int) -> tuple[np.ndarray, np.ndarray]:

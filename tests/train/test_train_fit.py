@@ -105,7 +105,7 @@ def test_cpu_small_learns_on_the_phantom_and_writes_the_run(store, tmp_path):
     steps = json.loads((run / "provenance.json").read_text())
     validate(steps, "provenance")
     assert [s["name"] for s in steps] == ["phantom", "train"]
-    from segkit.store.zarrstore import open_store
+    from segkit.store.reader import open_store
 
     assert steps[-1]["input_digest"] == open_store(store).digest()
     assert steps[-1]["parameters"]["environment"]["tensorflow"].startswith("2.21") and steps[-1]["seed"] == 0

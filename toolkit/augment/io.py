@@ -5,10 +5,10 @@ whole 64-slice shards.  Through ``zarr`` each single-slice read costs several
 milliseconds of event-loop and thread hand-offs on top of ~1 ms of decompression,
 which is most of augment's time at 512²; this module does the same reads and
 writes directly on the files of the store's one fixed layout
-(:mod:`segkit.store.zarrstore`: ``sharding_indexed`` of one-slice chunks, ``bytes`` little
+(:mod:`segkit.store.shards`: ``sharding_indexed`` of one-slice chunks, ``bytes`` little
 endian + Blosc, shard index at the end with ``crc32c``) with the same codec
 library zarr calls (numcodecs' Blosc), so the files are byte-identical to what
-:func:`segkit.store.zarrstore.write_rows` writes (a test pins the digest).
+:func:`segkit.store.shards.write_rows` writes (a test pins the digest).
 
 Any other layout (another chunking, codec or index place) is not guessed at:
 :func:`fast_layout` says no and the caller falls back to the zarr path.
@@ -170,8 +170,8 @@ def write_shard(path: str | os.PathLike[str], start: int, images: np.ndarray,
                 masks: np.ndarray) -> tuple[np.ndarray, dict[str, str]]:
     """Write rows ``start…`` (one whole shard, or the store's last, shorter one) as zarr would.
 
-    Same contract as :func:`segkit.store.zarrstore.write_rows` (into a store being written,
-    after :meth:`segkit.store.zarrstore.StoreWriter.reserve`).  A chunk of all-zero bytes
+    Same contract as :func:`segkit.store.shards.write_rows` (into a store being written,
+    after :meth:`segkit.store.writer.StoreWriter.reserve`).  A chunk of all-zero bytes
     is left out of the shard, as zarr leaves it.
 
     Returns
@@ -179,7 +179,7 @@ def write_shard(path: str | os.PathLike[str], start: int, images: np.ndarray,
     has_tumour, shard_digests
         The ``has_tumour`` flags, and the SHA-256 of each shard file written
         (store-relative path → hex), made from the bytes in memory, for
-        :meth:`segkit.store.zarrstore.StoreWriter.commit`: the store's output digest then
+        :meth:`segkit.store.writer.StoreWriter.commit`: the store's output digest then
         does not read the (~50 MB) shards back.
     """
     import hashlib

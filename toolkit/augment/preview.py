@@ -18,7 +18,7 @@ from segkit.atomic import atomic_path
 from segkit.augment.ops import OP_CLASSES
 from segkit.augment.plan import parse_transform
 from segkit.errors import InputError, UsageError
-from segkit.store.zarrstore import Store, open_store
+from segkit.store.reader import Store, open_store
 
 __all__ = ["render_preview", "describe_transform"]
 

@@ -12,7 +12,7 @@ How the bytes stay reproducible
   (:func:`segkit.augment.plan.draw_plan`).
 * Each augmented image is a pure function of its parent's pixels and its
   recorded steps, so it does not matter which worker computes it or when.
-* Results are appended in plan order through :class:`segkit.store.zarrstore.StoreWriter`,
+* Results are appended in plan order through :class:`segkit.store.writer.StoreWriter`,
   which writes whole shards once each, to a temporary store that is renamed
   into place when complete.  A killed run leaves that temporary store behind;
   rerunning the same command picks it up at the last whole shard.
@@ -21,7 +21,7 @@ How the bytes stay reproducible
 
 With ``--workers`` > 1 the workers also compress and write: each computes
 whole shards and writes them straight into the temporary store
-(:meth:`segkit.store.zarrstore.StoreWriter.reserve` / :func:`segkit.store.zarrstore.write_rows`),
+(:meth:`segkit.store.writer.StoreWriter.reserve` / :func:`segkit.store.shards.write_rows`),
 and the writer commits their table rows in order.  Compression is most of the
 cost of a slice, so this is what lets more workers help.
 
@@ -56,7 +56,10 @@ from segkit.augment.render import render
 from segkit.errors import InputError, UsageError
 from segkit.store.provenance import provenance_step
 from segkit.runlock import locks_output
-from segkit.store.zarrstore import SHARD_SLICES, StoreWriter, open_store, write_rows
+from segkit.store.format import SHARD_SLICES
+from segkit.store.reader import open_store
+from segkit.store.shards import write_rows
+from segkit.store.writer import StoreWriter
 from segkit.workers import die_with_parent
 
 __all__ = ["AugmentResult", "augment_store", "DEFAULT_TARGET", "BLOCK"]
@@ -379,7 +382,7 @@ def render_and_write(src: str, tmp: str, start: int,
     """Worker task: compute one shard's augmented images and write them into rows ``start…`` of ``tmp``.
 
     Returns the ``has_tumour`` flags and the written shards' digests for
-    :meth:`segkit.store.zarrstore.StoreWriter.commit`.
+    :meth:`segkit.store.writer.StoreWriter.commit`.
     """
     return _write_shard(tmp, start, *render_block(src, samples))
 

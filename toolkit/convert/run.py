@@ -10,7 +10,7 @@ provenance and its pixels taken from the same bytes —, masks filled from the
 placed contours, intensities normalised and resampled, slices compressed into
 the store's chunks), in worker threads, worker processes or on a Dask cluster
 (:func:`segkit.workers.ordered_map`), results taken in plan order; the
-:class:`~segkit.store.zarrstore.StoreWriter` only assembles shards from the compressed
+:class:`~segkit.store.writer.StoreWriter` only assembles shards from the compressed
 chunks and renames the store into place when it is complete.  The output does
 not depend on where a series was converted.  A lock file beside OUT
 (:mod:`segkit.runlock`) refuses a second run into the same OUT.
@@ -52,7 +52,9 @@ from segkit.runlock import run_lock
 from segkit.convert.segmask import seg_masks, seg_referenced_instances, seg_segments
 from segkit.store.split import assign_split
 from segkit._version import __version__
-from segkit.store.zarrstore import EncodedSlices, StoreWriter, encode_slices, open_store
+from segkit.store.reader import open_store
+from segkit.store.shards import EncodedSlices, encode_slices
+from segkit.store.writer import StoreWriter
 from segkit.dicom.volume import PixelSource, Volume, pixel_source, read_volume_pixels, volume_geometry
 from segkit.workers import ordered_map
 

@@ -11,8 +11,8 @@ from typing import Any
 
 # The public names below load their module on first use, so importing the package stays light.
 _LAZY = {
-    "open_store": "zarrstore",
-    "StoreWriter": "zarrstore",
+    "open_store": "reader",
+    "StoreWriter": "writer",
 }
 __all__ = sorted(_LAZY)
 

@@ -17,8 +17,9 @@ import numpy as np
 
 from segkit.atomic import atomic_path
 from segkit.errors import OutputExistsError
+from segkit.store.format import TABLE_COLUMNS
 from segkit.store.provenance import file_digest, finish_step, provenance_step
-from segkit.store.zarrstore import TABLE_COLUMNS, open_store
+from segkit.store.reader import open_store
 
 __all__ = ["export_hdf5"]
 

@@ -10,7 +10,8 @@ from typing import Any
 
 import numpy as np
 
-from segkit.store.zarrstore import SPLITS, open_store
+from segkit.store.format import SPLITS
+from segkit.store.reader import open_store
 
 __all__ = ["StoreInfo", "store_info"]
 
