@@ -8,7 +8,8 @@ import pytest
 from click.testing import CliRunner
 
 from segkit.cli import cli
-from segkit.convert.run import ConvertOptions, convert
+from segkit.convert.plan import ConvertOptions
+from segkit.convert.run import convert
 from segkit.errors import UsageError
 from segkit.store.zarrstore import open_store, store_digest
 from segkit.workers import ordered_map, parse_dask_address
