@@ -76,8 +76,7 @@ def augment_with_albumentations(src: Path, dst: Path, target: int, seed: int) ->
     import cv2
 
     from segkit.augment.run import BLOCK
-    from segkit.augment.ops import make_ops
-    from segkit.augment.plan import draw_plan
+    from segkit.augment.plan import draw_plan, make_ops
     from segkit.store.provenance import provenance_step
     from segkit.store.zarrstore import StoreWriter, open_store
 
@@ -208,8 +207,8 @@ def pixel_only(src: Path, seed: int, n: int = 1000) -> dict[str, float]:
     """Images/s of the two op stacks alone, on 32 in-memory parents (no I/O), single thread."""
     import cv2
 
-    from segkit.augment.ops import apply_ops, make_ops
-    from segkit.augment.plan import draw_plan
+    from segkit.augment.ops import apply_ops
+    from segkit.augment.plan import draw_plan, make_ops
     from segkit.store.zarrstore import open_store
 
     cv2.setNumThreads(1)
@@ -246,8 +245,7 @@ def phase_table(src: Path, seed: int, n: int = 1024) -> list[tuple[str, float]]:
     import segkit.augment.worker as worker
     from segkit.augment.io import _codec_of, _layout, _nonzero_rows
     from segkit.augment.run import BLOCK
-    from segkit.augment.ops import make_ops
-    from segkit.augment.plan import draw_plan, parse_transform
+    from segkit.augment.plan import draw_plan, make_ops, parse_transform
     from segkit.augment.render import render
     from segkit.store.zarrstore import open_store
 

@@ -267,7 +267,7 @@ def augment(src: Path, dst: Path, target: int, seed: int, ops: str, settings: tu
     killed run resumes when the same command is run again.
     """
     from segkit.augment.run import augment_store
-    from segkit.augment.ops import parse_settings
+    from segkit.augment.plan import parse_settings
 
     result = augment_store(src, dst, target=target, seed=seed, ops=ops.split(","),
                            op_settings=parse_settings(settings), workers=workers, overwrite=force, progress=True)

@@ -49,8 +49,8 @@ import cv2
 import numpy as np
 
 from segkit._version import __version__
-from segkit.augment.ops import DEFAULT_OPS, make_ops
-from segkit.augment.plan import PlannedSample, draw_plan, plan_digest
+from segkit.augment.ops import DEFAULT_OPS
+from segkit.augment.plan import PlannedSample, draw_plan, make_ops, plan_digest
 from segkit.augment.worker import (_end_of_run, _started, _worker_init, _write_shard, render_and_write,
                                    render_block)
 from segkit.errors import InputError, UsageError
