@@ -76,8 +76,7 @@ def augment_with_albumentations(src: Path, dst: Path, target: int, seed: int) ->
     import cv2
 
     from segkit.augment.run import BLOCK
-    from segkit.augment.ops import make_ops
-    from segkit.augment.plan import draw_plan
+    from segkit.augment.plan import draw_plan, make_ops
     from segkit.store.provenance import provenance_step
     from segkit.store.reader import open_store
     from segkit.store.writer import StoreWriter
@@ -209,8 +208,8 @@ def pixel_only(src: Path, seed: int, n: int = 1000) -> dict[str, float]:
     """Images/s of the two op stacks alone, on 32 in-memory parents (no I/O), single thread."""
     import cv2
 
-    from segkit.augment.ops import apply_ops, make_ops
-    from segkit.augment.plan import draw_plan
+    from segkit.augment.ops import apply_ops
+    from segkit.augment.plan import draw_plan, make_ops
     from segkit.store.reader import open_store
 
     cv2.setNumThreads(1)
@@ -235,7 +234,7 @@ def pixel_only(src: Path, seed: int, n: int = 1000) -> dict[str, float]:
 def phase_table(src: Path, seed: int, n: int = 1024) -> list[tuple[str, float]]:
     """CPU ms per augmented image of each phase of a worker's path, one thread, ``n`` planned images.
 
-    The same calls as :func:`segkit.augment.run.render_and_write` (parents through the
+    The same calls as :func:`segkit.augment.worker.render_and_write` (parents through the
     per-process cache, fresh at the start, so first-round decodes are counted;
     render into reused block arrays; Blosc per chunk; shard file write; SHA-256
     of the shard bytes), each timed with ``time.process_time``.
@@ -244,17 +243,17 @@ def phase_table(src: Path, seed: int, n: int = 1024) -> list[tuple[str, float]]:
 
     import cv2
 
-    import segkit.augment.run as aug
+    import segkit.augment.worker as worker
     from segkit.augment.io import _codec_of, _layout, _nonzero_rows
-    from segkit.augment.ops import make_ops
-    from segkit.augment.plan import draw_plan, parse_transform
+    from segkit.augment.run import BLOCK
+    from segkit.augment.plan import draw_plan, make_ops, parse_transform
     from segkit.augment.render import render
     from segkit.store.reader import open_store
 
     cv2.setNumThreads(1)
     store = open_store(src)
     plan = draw_plan(store.indices("train"), len(store.indices("train")) + n, make_ops(), seed)
-    aug._PARENTS = aug._ParentCache(aug.PARENT_CACHE_BYTES)
+    worker._PARENTS = worker._ParentCache(worker.PARENT_CACHE_BYTES)
     codecs = {name: _codec_of(_layout(str(src), name)) for name in ("image", "mask")}
     clock, spent = time.process_time, dict.fromkeys(
         ["read + decode parents", "render (flip, rotate, blur, contrast)", "zero tests + has_tumour",
@@ -262,14 +261,14 @@ def phase_table(src: Path, seed: int, n: int = 1024) -> list[tuple[str, float]]:
         0.0)
     keys = list(spent)
     with tempfile.TemporaryDirectory(prefix="segkit-phases-") as tmp:
-        for start in range(0, n, aug.BLOCK):
-            samples = plan[start:start + aug.BLOCK]
+        for start in range(0, n, BLOCK):
+            samples = plan[start:start + BLOCK]
             t = clock()
-            parents = aug._read_parents(str(src), sorted({s.parent for s in samples}))
+            parents = worker._read_parents(str(src), sorted({s.parent for s in samples}))
             spent[keys[0]] += clock() - t
             h, w = next(iter(parents.values()))[0].shape
-            images = aug._ARENA.get("images0", (len(samples), h, w), np.float32)
-            masks = aug._ARENA.get("masks0", (len(samples), h, w), np.uint8)
+            images = worker._ARENA.get("images0", (len(samples), h, w), np.float32)
+            masks = worker._ARENA.get("masks0", (len(samples), h, w), np.uint8)
             scratch, mask_scratch = np.empty((h, w), np.float32), np.empty((2, h, w), np.float32)
             t = clock()
             for i, s in enumerate(samples):

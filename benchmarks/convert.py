@@ -96,10 +96,11 @@ def _phases(cohort: Path) -> None:
     """Run convert's phases serially in this process; print each one's CPU time (user, system)."""
     import resource
 
-    from segkit.convert.run import run as c
+    from segkit.convert.plan import ConvertOptions, _assign_pseudonyms, _place_contours, _plan
+    from segkit.convert.run import _task
     from segkit.dicom.dicomio import scan_folder
     from segkit.convert.intensity import ValueCounts, normalise_volume
-    from segkit.store.provenance import combine_digests, file_digest
+    from segkit.store.provenance import combine_digests, file_digest, provenance_step
     from segkit.convert.roi import RoiSelector
     from segkit.convert.rtstruct import fill_placed
     from segkit.store.shards import encode_slices
@@ -124,23 +125,23 @@ def _phases(cohort: Path) -> None:
         last = t
 
     wall = time.perf_counter()
-    options = c.ConvertOptions(masks="rtstruct", val_patients=1, test_patients=1)
+    options = ConvertOptions(masks="rtstruct", val_patients=1, test_patients=1)
     select = RoiSelector(options.roi)
     scan = scan_folder(cohort)
     phase("header scan")
-    plans, _, _ = c._plan(scan, options, select)
-    c._assign_pseudonyms(plans, scan)
+    plans, _, _ = _plan(scan, options, select)
+    _assign_pseudonyms(plans, scan)
     phase("planning (geometry, RTSTRUCT ↔ series)")
-    c._place_contours(plans, scan, options, select)
+    _place_contours(plans, scan, options, select)
     phase("contour placement")
     split = assign_split({p.patient for p in plans}, val=1, test=1, seed=0)
-    step = c.provenance_step("convert", options.parameters(), input_digest=None, input_files=len(scan.files), seed=0)
+    step = provenance_step("convert", options.parameters(), input_digest=None, input_files=len(scan.files), seed=0)
     digests: dict[str, str] = {}
     with tempfile.TemporaryDirectory() as tmp:
         with StoreWriter(Path(tmp) / "s.zarr", plans[0].geometry.matrix, provenance=[step]) as writer:
             phase("open the store")
             for plan in plans:
-                task = c._task(plan, scan, options, skip=0)
+                task = _task(plan, scan, options, skip=0)
                 counts = ValueCounts()
                 volume, read = read_volume_pixels(task.geometry, task.pixels, counts=counts)
                 digests.update(read)

@@ -106,7 +106,7 @@ def _anonymize(root: Path, quick: bool) -> str:
 
 
 def _convert(root: Path, quick: bool) -> str:
-    convert, options = _library("convert", "segkit.convert.run", "convert", "ConvertOptions")
+    convert, options = _library("convert", "segkit.convert", "convert", "ConvertOptions")
     report = convert(_dicom_input(root), root / "slices.zarr", options(seed=0))
     return report.summary().splitlines()[0]
 

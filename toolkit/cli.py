@@ -234,7 +234,8 @@ def convert(in_dir: Path, out: Path, roi: tuple[str, ...], size: int | None, val
     else; intensities are clipped to the 0.5-99.5 percentiles of each volume and
     scaled to [0, 1]. Nothing is left at OUT.zarr unless the whole run succeeds.
     """
-    from segkit.convert.run import ConvertOptions, convert as run_convert
+    from segkit.convert.plan import ConvertOptions
+    from segkit.convert.run import convert as run_convert
 
     options = ConvertOptions(roi=roi, size=size, val_patients=val_patients, test_patients=test_patients, seed=seed,
                              masks=masks, allow_uneven=allow_uneven_spacing, lenient=lenient,
@@ -266,7 +267,7 @@ def augment(src: Path, dst: Path, target: int, seed: int, ops: str, settings: tu
     killed run resumes when the same command is run again.
     """
     from segkit.augment.run import augment_store
-    from segkit.augment.ops import parse_settings
+    from segkit.augment.plan import parse_settings
 
     result = augment_store(src, dst, target=target, seed=seed, ops=ops.split(","),
                            op_settings=parse_settings(settings), workers=workers, overwrite=force, progress=True)

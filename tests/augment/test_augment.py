@@ -109,13 +109,13 @@ def test_same_seed_gives_the_same_bytes_with_any_number_of_workers(source_store,
 @pytest.mark.parametrize("slices", [0, 3, 1000])
 def test_the_parent_cache_does_not_change_the_bytes(source_store, reference_200, tmp_path, monkeypatch, slices):
     # None kept (every parent decoded), fewer than a block needs (evictions, overflow), all of them.
-    import segkit.augment.run as aug
+    import segkit.augment.worker as worker
 
-    cache = aug._ParentCache(slices * 48 * 48 * 5)  # the source store holds 48² slices
-    monkeypatch.setattr(aug, "_PARENTS", cache)
+    cache = worker._ParentCache(slices * 48 * 48 * 5)  # the source store holds 48² slices
+    monkeypatch.setattr(worker, "_PARENTS", cache)
     reads = []
-    real = aug._decode_rows
-    monkeypatch.setattr(aug, "_decode_rows", lambda src, rows: reads.append(len(rows)) or real(src, rows))
+    real = worker._decode_rows
+    monkeypatch.setattr(worker, "_decode_rows", lambda src, rows: reads.append(len(rows)) or real(src, rows))
     result = augment_store(source_store, tmp_path / "out.zarr", target=200, seed=3)
     assert open_store(result.path).digest() == open_store(reference_200).digest()
     train = len(open_store(source_store).indices("train"))

@@ -28,8 +28,8 @@ import pytest
 import zarr
 
 from segkit.augment.run import augment_store
-from segkit.augment.ops import apply_ops, make_ops
-from segkit.augment.plan import draw_plan
+from segkit.augment.ops import apply_ops
+from segkit.augment.plan import draw_plan, make_ops
 from segkit.store.reader import open_store
 from tests.helpers.store_inputs import write_source_store
 

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from segkit.augment.ops import Contrast, Flip, GaussianBlur, Rotate, apply_ops, make_ops
+from segkit.augment.ops import Contrast, Flip, GaussianBlur, Rotate, apply_ops
+from segkit.augment.plan import make_ops
 from segkit.errors import UsageError
 
 
@@ -150,7 +151,7 @@ def test_ops_come_out_in_canonical_order_whatever_the_input_order() -> None:
 
 
 def test_cli_settings_parse_into_op_settings() -> None:
-    from segkit.augment.ops import parse_settings
+    from segkit.augment.plan import parse_settings
 
     settings = parse_settings(["rotate.angle=-10,10", "blur.p=0.25", "flip.axes=horizontal"])
     assert settings == {"rotate": {"angle": (-10.0, 10.0)}, "blur": {"p": 0.25}, "flip": {"axes": ("horizontal",)}}
@@ -166,7 +167,7 @@ def test_cli_settings_parse_into_op_settings() -> None:
     ("contrast.gamma=a,b", "contrast.gamma takes numbers"),
 ])
 def test_malformed_cli_settings_are_usage_errors(item: str, message: str) -> None:
-    from segkit.augment.ops import parse_settings
+    from segkit.augment.plan import parse_settings
 
     with pytest.raises(UsageError, match=message):
         parse_settings([item])

@@ -6,8 +6,8 @@ from collections import Counter
 
 import pytest
 
-from segkit.augment.ops import Flip, make_ops
-from segkit.augment.plan import draw_plan, parse_transform, plan_digest
+from segkit.augment.ops import Flip
+from segkit.augment.plan import draw_plan, make_ops, parse_transform, plan_digest
 from segkit.errors import UsageError
 
 TRAIN_ROWS = [0, 1, 2, 5, 6, 9, 10]  # rows 3, 4, 7, 8 are val/test in this pretend store

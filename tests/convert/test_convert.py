@@ -1,4 +1,4 @@
-"""segkit.convert.run on the synthetic cohort: masks equal the truth; errors stop the run and write nothing."""
+"""segkit.convert on the synthetic cohort: masks equal the truth; errors stop the run and write nothing."""
 
 from __future__ import annotations
 
@@ -12,7 +12,8 @@ import pydicom
 import pytest
 
 from tests.helpers.convert import dice, patient_labels, segkit_warnings
-from segkit.convert.run import ConvertOptions, convert
+from segkit.convert.plan import ConvertOptions
+from segkit.convert.run import convert
 from segkit.errors import DicomError, GeometryError, InputError, OutputExistsError, UsageError
 from segkit.store.provenance import digest_files
 from segkit.schemas import validate
@@ -361,7 +362,7 @@ def test_an_interrupted_convert_resumes_and_gives_the_same_store(synth_cohort, t
 
 
 def test_released_volume_gives_back_only_the_slices_it_is_told():
-    from segkit.convert.run import _released_volume
+    from segkit.convert.series import _released_volume
 
     for shape in [(3, 512, 512), (4, 7, 9), (1, 1, 1)]:  # whole pages per slice; pages shared by two slices
         pages, volume = _released_volume(shape)

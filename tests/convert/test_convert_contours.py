@@ -13,7 +13,8 @@ from click.testing import CliRunner
 
 from tests.helpers.convert import patient_labels, segkit_warnings
 from segkit.cli import cli
-from segkit.convert.run import ConvertOptions, convert
+from segkit.convert.plan import ConvertOptions
+from segkit.convert.run import convert
 from segkit.errors import GeometryError
 from segkit.convert.rtstruct import SLICE_TOLERANCE_FLOOR_MM, slice_tolerance
 from segkit.store.reader import open_store

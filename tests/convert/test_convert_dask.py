@@ -8,7 +8,8 @@ import pytest
 from click.testing import CliRunner
 
 from segkit.cli import cli
-from segkit.convert.run import ConvertOptions, convert
+from segkit.convert.plan import ConvertOptions
+from segkit.convert.run import convert
 from segkit.errors import UsageError
 from segkit.store.format import store_digest
 from segkit.store.reader import open_store

@@ -275,7 +275,8 @@ def test_converting_the_de_identified_foreign_study_gives_the_original_masks(for
                                                                             masks):
     """The whole study follows through: images, RTSTRUCT and SEG written by other tools still convert
     after de-identification, to the same masks and the same images, patient by patient."""
-    from segkit.convert.run import ConvertOptions, convert
+    from segkit.convert.plan import ConvertOptions
+    from segkit.convert.run import convert
     from segkit.store.reader import open_store
 
     def by_patient(store_path: Path) -> list[tuple[int, bytes, bytes]]:

@@ -67,7 +67,8 @@ def make_run(run_dir: Path, store: Path, *, variant: str = "unet", train_patient
 @pytest.fixture(scope="module")
 def converted(tmp_path_factory: pytest.TempPathFactory, synth_cohort: Path) -> dict[str, Path]:
     """The session cohort converted natively and at --size 32 (4 train / 1 val / 1 test patients)."""
-    from segkit.convert.run import ConvertOptions, convert
+    from segkit.convert.plan import ConvertOptions
+    from segkit.convert.run import convert
 
     root = tmp_path_factory.mktemp("converted")
     convert(synth_cohort, root / "native.zarr", ConvertOptions(seed=1))

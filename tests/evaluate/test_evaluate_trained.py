@@ -23,7 +23,8 @@ from test_evaluate_run import _dice_from_seg, _synth_folder_of  # noqa: E402
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory: pytest.TempPathFactory, synth_cohort: Path) -> dict[str, Path]:
     """The session cohort converted, and a tiny U-Net trained on it for three steps."""
-    from segkit.convert.run import ConvertOptions, convert
+    from segkit.convert.plan import ConvertOptions
+    from segkit.convert.run import convert
     from segkit.train.fit import train_run
 
     root = tmp_path_factory.mktemp("trained")

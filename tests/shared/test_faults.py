@@ -71,7 +71,8 @@ def _kill_and_check(proc: subprocess.Popen, out: Path) -> set[int]:
 
 
 def _small_store(tmp_path: Path) -> Path:
-    from segkit.convert.run import ConvertOptions, convert
+    from segkit.convert.plan import ConvertOptions
+    from segkit.convert.run import convert
     from segkit.synth import SynthConfig, write_cohort
 
     write_cohort(tmp_path / "cohort", SynthConfig(patients=4, slices=64, size=96, seed=2))

@@ -2,7 +2,8 @@
 
 Takes a store; gives a new store of exactly N images (`segkit.augment.augment_store`). `plan` draws
 every transform from one seed before any pixel is read, `ops` holds the ops, `render` and `io`
-do the pixel work shard by shard, `preview` draws a grid of examples.
+do the pixel work shard by shard (`worker`: in each process), `run` drives one run, `preview` draws a grid of
+examples.
 """
 
 from __future__ import annotations

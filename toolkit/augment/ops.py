@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import cv2
@@ -39,8 +39,6 @@ __all__ = [
     "Contrast",
     "OP_CLASSES",
     "DEFAULT_OPS",
-    "make_ops",
-    "parse_settings",
     "apply_ops",
     "apply_ops_stepwise",
 ]
@@ -304,93 +302,6 @@ class Contrast(Op):
 #: The ops by name, in the order they are applied to a sample (geometry first, then intensity).
 OP_CLASSES: dict[str, type[Op]] = {cls.name: cls for cls in (Flip, Rotate, GaussianBlur, Contrast)}
 DEFAULT_OPS: tuple[str, ...] = tuple(OP_CLASSES)
-
-
-def make_ops(names: Sequence[str] = DEFAULT_OPS,
-             settings: Mapping[str, Mapping[str, Any]] | None = None) -> tuple[Op, ...]:
-    """Build the ops named in ``names`` (with optional per-op settings), in the canonical order.
-
-    Parameters
-    ----------
-    names:
-        Op names, any order, e.g. ``["rotate", "flip"]``.
-    settings:
-        Optional keyword arguments per op name, e.g. ``{"rotate": {"angle": (-10, 10)}}``.
-
-    Returns
-    -------
-    tuple of Op
-        One instance per name, ordered flip → rotate → blur → contrast.
-
-    Raises
-    ------
-    UsageError
-        If a name is unknown or repeated, the list is empty, or a setting is invalid.
-    """
-    settings = dict(settings or {})
-    names = [n.strip().lower() for n in names if n.strip()]
-    if not names:
-        raise UsageError("--ops", f"give at least one op out of {', '.join(OP_CLASSES)}.")
-    unknown = sorted(set(names) - set(OP_CLASSES))
-    if unknown:
-        raise UsageError("--ops", f"unknown op {unknown[0]!r}; choose from {', '.join(OP_CLASSES)}.")
-    if len(set(names)) != len(names):
-        raise UsageError("--ops", "each op may be given only once.")
-    extra = sorted(set(settings) - set(names))
-    if extra:
-        raise UsageError("--ops", f"settings given for {extra[0]!r}, which is not among the chosen ops.")
-    ops = []
-    for name in OP_CLASSES:
-        if name in names:
-            try:
-                ops.append(OP_CLASSES[name](**settings.get(name, {})))
-            except TypeError as exc:
-                raise UsageError(f"--ops {name}", f"invalid setting ({exc}).") from None
-    return tuple(ops)
-
-
-def parse_settings(items: Sequence[str]) -> dict[str, dict[str, Any]]:
-    """Parse ``OP.KEY=VALUE`` strings (the CLI's ``--set``) into per-op settings for :func:`make_ops`.
-
-    A value of two comma-separated numbers is a range, one number a scalar
-    (e.g. ``p``); ``flip.axes`` takes names.  Examples: ``rotate.angle=-10,10``,
-    ``blur.p=0.3``, ``flip.axes=horizontal``.
-
-    Raises
-    ------
-    UsageError
-        If an item is malformed or names an unknown op or setting.
-    """
-    settings: dict[str, dict[str, Any]] = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        op, dot, field_name = key.strip().lower().partition(".")
-        if not (sep and dot and op and field_name and value.strip()):
-            raise UsageError("--set", f"expected OP.KEY=VALUE such as rotate.angle=-10,10, got {item!r}.")
-        cls = OP_CLASSES.get(op)
-        if cls is None:
-            raise UsageError("--set", f"unknown op {op!r} in {item!r}; choose from {', '.join(OP_CLASSES)}.")
-        known = [f.name for f in fields(cls)]  # type: ignore[arg-type]
-        if field_name not in known:
-            raise UsageError("--set", f"{op} has no setting {field_name!r}; it has {', '.join(known)}.")
-        parts = [v.strip() for v in value.split(",")]
-        if field_name == "axes":
-            parsed: Any = tuple(parts)
-        else:
-            try:
-                numbers = [float(v) for v in parts]
-            except ValueError:
-                raise UsageError("--set", f"{key} takes numbers, got {value!r}.") from None
-            if field_name == "p":
-                if len(numbers) != 1:
-                    raise UsageError("--set", f"{key} takes one number, got {value!r}.")
-                parsed = numbers[0]
-            else:
-                if len(numbers) != 2:
-                    raise UsageError("--set", f"{key} takes a range LOW,HIGH, got {value!r}.")
-                parsed = tuple(numbers)
-        settings.setdefault(op, {})[field_name] = parsed
-    return settings
 
 
 def apply_ops(image: np.ndarray, mask: np.ndarray,

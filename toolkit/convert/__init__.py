@@ -2,7 +2,8 @@
 
 Takes a folder of de-identified DICOM; gives a store (`segkit.convert.convert`). RTSTRUCT contours
 (`rtstruct`, `rasterize`), DICOM SEG (`segmask`), ROI matching (`roi`), resampling and intensity
-normalisation (`resample`, `intensity`); `run` drives one conversion.
+normalisation (`resample`, `intensity`); `plan` plans a conversion from the headers, `series` converts one
+series, `run` drives one conversion.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from typing import Any
 # The public names below load their module on first use, so importing the package stays light.
 _LAZY = {
     "convert": "run",
-    "ConvertOptions": "run",
+    "ConvertOptions": "plan",
 }
 __all__ = sorted(_LAZY)
 
