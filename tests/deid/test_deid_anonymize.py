@@ -474,7 +474,7 @@ def test_fast_writer_matches_pydicom_writer_on_bundled_files():
     from pydicom.filebase import DicomBytesIO
     from pydicom.filewriter import write_dataset
 
-    from segkit.deid.run import _write_top_level
+    from segkit.deid.serialise import _write_top_level
 
     checked = 0
     for f in _readable_bundled_files():
