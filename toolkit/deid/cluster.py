@@ -83,7 +83,7 @@ class _RunState(WorkerPlugin):
         _STATES.pop(self.token, None)
 
     def run(self, start: int, stop: int) -> list[Any]:
-        from segkit.deid.run import _Worker
+        from segkit.deid.filepass import _Worker
 
         assert self._lock is not None
         with self._lock:
@@ -107,7 +107,7 @@ def _run_batch(token: str, start: int, stop: int) -> list[Any]:
 
 def dask_outcomes(dask: str | Any, cfg: Any, jobs: list[tuple[str, str]], run_dict: Any = None
                   ) -> Iterator[Any]:
-    """Yield the :class:`~segkit.deid.run.FileOutcome` of every job, in job order, computed on Dask.
+    """Yield the :class:`~segkit.deid.filepass.FileOutcome` of every job, in job order, computed on Dask.
 
     *dask*: a scheduler address, ``"local[:N]"`` (a cluster for this run, closed at the end) or
     a ``distributed.Client`` (left open).  Close the generator to stop early: pending tasks
