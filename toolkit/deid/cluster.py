@@ -83,12 +83,12 @@ class _RunState(WorkerPlugin):
         _STATES.pop(self.token, None)
 
     def run(self, start: int, stop: int) -> list[Any]:
-        from segkit.deid.filepass import _Worker
+        from segkit.deid.filepass import FilePass
 
         assert self._lock is not None
         with self._lock:
             if self._worker is None:
-                self._worker = _Worker(self.cfg, self.run_dict)
+                self._worker = FilePass(self.cfg, self.run_dict)
             return [self._worker.process(src, rel) for src, rel in self.jobs[start:stop]]
 
 

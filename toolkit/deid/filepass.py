@@ -1,6 +1,6 @@
 """The per-file pass of ``segkit anonymize``: one input file in, one output file and one audit record out.
 
-:class:`_Worker` reads the file (in memory up to 64 MiB), classifies it (DICOMDIR, SOP class,
+:class:`FilePass` reads the file (in memory up to 64 MiB), classifies it (DICOMDIR, SOP class,
 pixel data present and whole, burned-in text risk and its cleaning), walks the dataset once
 applying the profile, adds the de-identification marks, serialises it to bytes in memory
 (:mod:`segkit.deid.serialise`), searches those bytes (with verify) for the identifiers gathered
@@ -9,7 +9,7 @@ to a temporary name and renames it; a file not written is copied to the quaranti
 there is one).  It returns one :class:`FileOutcome`, the file's audit record.  Every replacement
 is a pure function of the site key and the original value, so files can be processed in any order
 by any number of worker processes (local or on Dask) and the output bytes are the same;
-:class:`_Config` is what such a process needs to build its own :class:`_Worker`.
+:class:`RunConfig` is what such a process needs to build its own :class:`FilePass`.
 """
 
 from __future__ import annotations
@@ -22,9 +22,9 @@ from pathlib import Path
 from typing import Any
 
 from segkit.deid.dicomdir import DICOMDIR_SOP_NAME, INPUT_REASON as _DICOMDIR_REASON
-from segkit.deid.serialise import _serialise
+from segkit.deid.serialise import serialise
 
-__all__ = ["FileOutcome"]
+__all__ = ["FilePass", "RunConfig", "FileOutcome"]
 
 _DICOMDIR_CLASS = "1.2.840.10008.1.3.10"
 _DEFLATED = "1.2.840.10008.1.2.1.99"
@@ -51,7 +51,9 @@ class FileOutcome:
 
 
 @dataclass(frozen=True)
-class _Config:
+class RunConfig:
+    """The run's settings (site key included), all a worker process needs to build its :class:`FilePass`."""
+
     key: bytes
     options: frozenset[str] | None
     profile_file: str | None
@@ -64,10 +66,10 @@ class _Config:
     pixel_policy: str = "clean"
 
 
-class _Worker:
+class FilePass:
     """Per-process state: the resolved profile and keyring (built once, never shared)."""
 
-    def __init__(self, cfg: _Config, run_dict: Any = None) -> None:
+    def __init__(self, cfg: RunConfig, run_dict: Any = None) -> None:
         from segkit.deid.actions import Deidentifier
         from segkit.deid.profile import load_profile
         from segkit.deid.pseudonym import Keyring
@@ -191,7 +193,7 @@ class _Worker:
         if self.recipe is not None:
             self._apply_recipe(ds)
         ts = self._mark(ds, result)
-        header, pixels, tail = _serialise(ds, ts, self._marks_encoded)
+        header, pixels, tail = serialise(ds, ts, self._marks_encoded)
         if pixel_counts:
             result.counts.update({k: v for k, v in pixel_counts.items() if v})
         counts = dict(sorted(result.counts.items()))

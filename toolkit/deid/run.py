@@ -26,7 +26,7 @@ from typing import Any, Iterable, Iterator
 
 from segkit.atomic import write_atomic
 from segkit.deid.dicomdir import update_dicomdir
-from segkit.deid.filepass import FileOutcome, _Config, _Worker
+from segkit.deid.filepass import FileOutcome, FilePass, RunConfig
 from segkit.errors import InputError, LeakError, UsageError
 from segkit.runlock import locks_output
 
@@ -57,11 +57,11 @@ class AnonymizeSummary:
                 f"{f'; {self.dicomdir}' if self.dicomdir else ''}")
 
 
-_WORKER: "_Worker | None" = None
+_WORKER: "FilePass | None" = None
 
 
 # ------------------------------------------------------------------- the tree
-def _init_pool_worker(cfg: _Config, run_dict: Any = None) -> None:
+def _init_pool_worker(cfg: RunConfig, run_dict: Any = None) -> None:
     """A pool worker's initializer: exit with the parent (SIGKILL included), then get ready."""
     from segkit.workers import die_with_parent
 
@@ -69,10 +69,10 @@ def _init_pool_worker(cfg: _Config, run_dict: Any = None) -> None:
     _init_worker(cfg, run_dict)
 
 
-def _init_worker(cfg: _Config, run_dict: Any = None) -> None:
+def _init_worker(cfg: RunConfig, run_dict: Any = None) -> None:
     global _WORKER
     if _WORKER is None or _WORKER.cfg != cfg:  # a forked worker inherits the parent's, imports and all
-        _WORKER = _Worker(cfg)
+        _WORKER = FilePass(cfg)
     _WORKER.run_dict = run_dict
 
 
@@ -81,7 +81,7 @@ def _run_one(job: tuple[str, str]) -> FileOutcome:
     return _WORKER.process(*job)
 
 
-def _settings(cfg: _Config, profile: Any) -> dict[str, Any]:
+def _settings(cfg: RunConfig, profile: Any) -> dict[str, Any]:
     """What makes the output what it is (no PHI; the key only as a keyed fingerprint)."""
     import hashlib
     import hmac
@@ -229,10 +229,10 @@ def anonymize_tree(
 
         check_dask(dask)
     resolved = load_profile(options, profile)  # fail early on a bad profile, before touching OUT
-    cfg = _Config(bytes(key), None if options is None else frozenset(options),
-                  None if profile is None else str(profile), pseudonym_pattern, verify,
-                  None if quarantine is None else str(quarantine), str(out), linkage is not None,
-                  None if deid_recipe is None else str(deid_recipe), pixel_policy)
+    cfg = RunConfig(bytes(key), None if options is None else frozenset(options),
+                    None if profile is None else str(profile), pseudonym_pattern, verify,
+                    None if quarantine is None else str(quarantine), str(out), linkage is not None,
+                    None if deid_recipe is None else str(deid_recipe), pixel_policy)
     settings = _settings(cfg, resolved)
     manifest = out / MANIFEST_NAME
     if out.exists() and any(out.iterdir()):
@@ -344,7 +344,7 @@ class _Null:
         return None
 
 
-def _outcomes(cfg: _Config, jobs: list[tuple[str, str]], workers: int, progress: bool,
+def _outcomes(cfg: RunConfig, jobs: list[tuple[str, str]], workers: int, progress: bool,
               run_dict: Any = None, dask: str | Any | None = None) -> Iterator[FileOutcome]:
     from tqdm import tqdm
 
@@ -359,7 +359,7 @@ def _outcomes(cfg: _Config, jobs: list[tuple[str, str]], workers: int, progress:
                     bar.update()
             return
         if workers == 1 or len(jobs) < 2:
-            worker = _Worker(cfg, run_dict)
+            worker = FilePass(cfg, run_dict)
             for job in jobs:
                 yield worker.process(*job)
                 bar.update()

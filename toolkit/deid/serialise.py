@@ -13,6 +13,8 @@ from __future__ import annotations
 
 from typing import Any
 
+__all__ = ["serialise", "IMPLEMENTATION_CLASS_UID", "IMPLEMENTATION_VERSION"]
+
 IMPLEMENTATION_CLASS_UID = "2.25.209542398174519036513416412337935391581"
 IMPLEMENTATION_VERSION = "SEGKIT_0_1"
 _PIXEL = 0x7FE00010
@@ -40,8 +42,8 @@ def _file_meta(sop_class: str, sop_instance: str, ts: str) -> bytes:
     return b"\x00" * 128 + b"DICM" + struct.pack("<HH2sHL", 2, 0, b"UL", 4, len(body)) + body
 
 
-def _serialise(ds: Any, ts: str, constant: dict[int, tuple[Any, dict[Any, bytes]]] | None = None
-               ) -> tuple[bytes, bytes, bytes]:
+def serialise(ds: Any, ts: str, constant: dict[int, tuple[Any, dict[Any, bytes]]] | None = None
+              ) -> tuple[bytes, bytes, bytes]:
     """Write *ds* to bytes: ``(everything before the pixel data, pixel data element, anything after)``.
 
     The pixel data value is kept apart so that the verifier searches everything but it.
