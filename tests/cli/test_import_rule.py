@@ -1,7 +1,8 @@
 """The one-way import rule: the toolkit never imports segkit.train, segkit.pipelines or TensorFlow.
 
-``segkit.cli`` is the top of the graph (it dispatches to pipelines and train, lazily) and is exempt
-from the static check; the run-time check below still shows that importing it loads no heavy module.
+``segkit.cli`` (the package in ``toolkit/cli/``) is the top of the graph (it dispatches to pipelines and
+train, lazily) and is exempt from the static check; the run-time check below still shows that importing
+it loads no heavy module.
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ def test_no_toolkit_module_imports_train_pipelines_or_tensorflow() -> None:
     offences = [
         f"{path.relative_to(TOOLKIT.parent)}:{line} imports {name}"
         for path in sorted(TOOLKIT.rglob("*.py"))
-        if path.name != "cli.py"
+        if path.relative_to(TOOLKIT).parts[0] != "cli"
         for line, name in _imports(path)
         if _forbidden(name)
     ]

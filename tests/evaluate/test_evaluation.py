@@ -1,4 +1,4 @@
-"""segkit.evaluate.evaluation: aggregation per slice / patient / split, and the report files."""
+"""segkit.evaluate.evaluation / .report / .compare: aggregation per slice / patient / split, the report files, --compare."""
 
 from __future__ import annotations
 
@@ -10,8 +10,10 @@ import numpy as np
 import pytest
 
 from segkit.errors import InputError, OutputExistsError
-from segkit.evaluate.evaluation import Case, evaluate_cases, read_metrics, write_compare, write_report
+from segkit.evaluate.compare import read_metrics, write_compare
+from segkit.evaluate.evaluation import Case, evaluate_cases
 from segkit.evaluate.metrics import counts, hd95
+from segkit.evaluate.report import write_report
 
 
 def _case(patient: str, truth: np.ndarray, pred: np.ndarray, image: np.ndarray | None = None,

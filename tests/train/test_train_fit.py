@@ -87,7 +87,8 @@ def test_sigkill_mid_epoch_then_resume_ends_bit_identical(store, tmp_path):
 
 def test_cpu_small_learns_on_the_phantom_and_writes_the_run(store, tmp_path):
     from segkit.schemas import validate
-    from segkit.train.fit import HISTORY_FIELDS, load_run_model, train_run
+    from segkit.train.fit import train_run
+    from segkit.train.rundir import HISTORY_FIELDS, load_run_model
 
     run = tmp_path / "run"
     result = train_run(store, run, preset="cpu-small", overrides={"train": {"epochs": 8}}, progress=False)
@@ -209,7 +210,7 @@ def test_existing_run_needs_resume_and_resume_cannot_change_the_model(store, tmp
 
     from segkit.errors import UsageError
     from segkit.train.config import dump, load_config
-    from segkit.train.fit import prepare_run_dir
+    from segkit.train.rundir import prepare_run_dir
 
     tiny = {"model": {"input_size": 32, "variant": "unet_transformer"},
             "train": {"epochs": 1, "batch_size": 4, "steps_per_epoch": 1}}
