@@ -13,6 +13,7 @@ from pydicom.data import get_testdata_file
 from segkit.dicom.dicomio import Instance, read_header_and_offset
 from segkit.convert.intensity import PERCENTILES, ValueCounts, normalise_volume, percentiles_of_counts
 from segkit.dicom.volume import pixel_source, read_volume_pixels, volume_geometry
+from tests.helpers.pixel_variants import rescaled, signed_12_bits, variant
 
 QS = [PERCENTILES, (0, 100), (50,), (25, 75), (0.1, 33.3, 66.7, 99.9), (1, 99), (100, 0, 50), (12.5,)]
 
@@ -126,32 +127,13 @@ def test_normalise_volume_falls_back_to_numpy_without_complete_counts():
     assert params["low"] == params["high"] == 7.0 and not image.any() and image.dtype == np.float32
 
 
-def _variant(tmp_path: Path, name: str, change) -> Path:  # noqa: ANN001
-    ds = pydicom.dcmread(get_testdata_file(name))
-    change(ds)
-    out = tmp_path / f"{name}-{change.__name__}.dcm"
-    ds.save_as(out)
-    return out
-
-
-def _signed_12_bits(ds) -> None:  # noqa: ANN001
-    ds.BitsStored, ds.HighBit = 12, 11
-    values = np.frombuffer(ds.PixelData, "<i2").copy()
-    values[:4] = [-1, 2047, 4095, -2048]
-    ds.PixelData = values.tobytes()
-
-
-def _rescaled(ds) -> None:  # noqa: ANN001
-    ds.RescaleSlope, ds.RescaleIntercept = "0.37", "-12.5"
-
-
 @pytest.mark.parametrize("make, counted", [
     (lambda t: Path(get_testdata_file("MR_small.dcm")), True),
     (lambda t: Path(get_testdata_file("CT_small.dcm")), True),  # signed, with rescale slope/intercept
     (lambda t: Path(get_testdata_file("MR_small_implicit.dcm")), True),
     (lambda t: Path(get_testdata_file("MR_small_RLE.dcm")), False),  # pydicom decodes it: not counted
-    (lambda t: _variant(t, "MR_small.dcm", _signed_12_bits), True),
-    (lambda t: _variant(t, "CT_small.dcm", _rescaled), True),
+    (lambda t: variant(t, "MR_small.dcm", signed_12_bits), True),
+    (lambda t: variant(t, "CT_small.dcm", rescaled), True),
 ])
 def test_real_files_counted_while_read_normalise_as_numpy_does(tmp_path, make, counted):
     path = make(tmp_path)

@@ -13,31 +13,7 @@ from pydicom.pixels import apply_rescale
 
 from segkit.dicom.dicomio import Instance, read_header_and_offset
 from segkit.dicom.volume import pixel_source, read_volume_pixels, volume_geometry
-
-
-def _variant(tmp_path: Path, name: str, change) -> Path:  # noqa: ANN001
-    ds = pydicom.dcmread(get_testdata_file(name))
-    change(ds)
-    out = tmp_path / f"{name}-{change.__name__}.dcm"
-    ds.save_as(out)
-    return out
-
-
-def _unsigned_12_bits_with_high_bits_set(ds) -> None:  # noqa: ANN001
-    values = np.frombuffer(ds.PixelData, "<i2").astype(np.int32) & 0xFFFF
-    ds.PixelRepresentation, ds.BitsStored, ds.HighBit = 0, 12, 11
-    ds.PixelData = (values | 0xF000).astype("<u2").tobytes()  # pydicom keeps the low 12 bits only
-
-
-def _signed_12_bits(ds) -> None:  # noqa: ANN001
-    ds.BitsStored, ds.HighBit = 12, 11
-    values = np.frombuffer(ds.PixelData, "<i2").copy()
-    values[:4] = [-1, 2047, 4095, -2048]
-    ds.PixelData = values.tobytes()
-
-
-def _rescaled(ds) -> None:  # noqa: ANN001
-    ds.RescaleSlope, ds.RescaleIntercept = "0.37", "-12.5"
+from tests.helpers.pixel_variants import rescaled, signed_12_bits, unsigned_12_bits_with_high_bits_set, variant
 
 
 @pytest.mark.parametrize("make, fast", [
@@ -46,9 +22,9 @@ def _rescaled(ds) -> None:  # noqa: ANN001
     (lambda t: Path(get_testdata_file("MR_small_implicit.dcm")), True),
     (lambda t: Path(get_testdata_file("MR_small_bigendian.dcm")), False),  # pydicom decodes it
     (lambda t: Path(get_testdata_file("MR_small_RLE.dcm")), False),  # compressed: pydicom decodes it
-    (lambda t: _variant(t, "MR_small.dcm", _unsigned_12_bits_with_high_bits_set), True),
-    (lambda t: _variant(t, "MR_small.dcm", _signed_12_bits), True),
-    (lambda t: _variant(t, "MR_small.dcm", _rescaled), True),
+    (lambda t: variant(t, "MR_small.dcm", unsigned_12_bits_with_high_bits_set), True),
+    (lambda t: variant(t, "MR_small.dcm", signed_12_bits), True),
+    (lambda t: variant(t, "MR_small.dcm", rescaled), True),
 ])
 def test_pixels_from_the_bytes_equal_pydicoms(tmp_path, make, fast):
     path = make(tmp_path)

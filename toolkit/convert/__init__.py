@@ -8,18 +8,12 @@ series, `run` drives one conversion.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from segkit.lazy import lazy_exports
 
-# The public names below load their module on first use, so importing the package stays light.
+# Public names, loaded on first use so importing the package stays light.
 _LAZY = {
     "convert": "run",
     "ConvertOptions": "plan",
 }
 __all__ = sorted(_LAZY)
-
-
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        return getattr(importlib.import_module(f"{__name__}.{_LAZY[name]}"), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_exports(__name__, _LAZY)

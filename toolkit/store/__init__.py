@@ -6,18 +6,12 @@ Takes slices from convert or augment; gives what train and evaluate read (`open_
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from segkit.lazy import lazy_exports
 
-# The public names below load their module on first use, so importing the package stays light.
+# Public names, loaded on first use so importing the package stays light.
 _LAZY = {
     "open_store": "reader",
     "StoreWriter": "writer",
 }
 __all__ = sorted(_LAZY)
-
-
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        return getattr(importlib.import_module(f"{__name__}.{_LAZY[name]}"), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_exports(__name__, _LAZY)
