@@ -4,7 +4,7 @@ Builds a synthetic 512×512 store (segkit.synth phantoms, normalised like
 ``segkit convert``: 0.5–99.5 percentile clip, scaled to [0, 1]), then grows its
 training split to 6,080 images:
 
-* **segkit** — :func:`segkit.augment.augment_store` with ``--workers 1`` and ``2``;
+* **segkit** — :func:`segkit.augment.run.augment_store` with ``--workers 1`` and ``2``;
 * **albumentations** — the same pipeline (same parents, same store writer, same
   read pattern) with the pixel work done by an albumentations ``Compose`` of
   the same ops and ranges (flip, ``Rotate``, ``GaussianBlur``, ``RandomGamma``
@@ -35,8 +35,8 @@ import numpy as np
 # --------------------------------------------------------------------------- input
 def make_source(path: Path, patients: int, slices: int, size: int, seed: int = 0) -> Path:
     """A convert-like store of synth phantoms: patients-2 train, 1 val, 1 test."""
-    from segkit.provenance import provenance_step
-    from segkit.store import StoreWriter
+    from segkit.store.provenance import provenance_step
+    from segkit.store.writer import StoreWriter
     from segkit.synth.phantom import make_phantom
 
     step = provenance_step("convert", {"benchmark": True}, input_digest="sha256:" + "0" * 64, input_files=0, seed=seed)
@@ -75,11 +75,11 @@ def augment_with_albumentations(src: Path, dst: Path, target: int, seed: int) ->
     """segkit's pipeline with albumentations doing the pixel work (same parents, reads and writer)."""
     import cv2
 
-    from segkit.augment import BLOCK
-    from segkit.augment_ops import make_ops
-    from segkit.augment_plan import draw_plan
-    from segkit.provenance import provenance_step
-    from segkit.store import StoreWriter, open_store
+    from segkit.augment.run import BLOCK
+    from segkit.augment.plan import draw_plan, make_ops
+    from segkit.store.provenance import provenance_step
+    from segkit.store.reader import open_store
+    from segkit.store.writer import StoreWriter
 
     cv2.setNumThreads(1)
     store = open_store(src)
@@ -172,12 +172,12 @@ def _run(tool: str, src: str, dst: str, target: int, seed: int, workers: int) ->
     peak = TreePeak()
     cpu0 = _cpu_seconds()
     if tool == "segkit":
-        from segkit.augment import augment_store
+        from segkit.augment.run import augment_store
 
         t0 = time.perf_counter()
         result = augment_store(src, dst, target=target, seed=seed, workers=workers)
         seconds = time.perf_counter() - t0
-        from segkit.store import open_store
+        from segkit.store.reader import open_store
 
         augmented, digest = result.augmented, open_store(dst).digest()
     else:
@@ -208,9 +208,9 @@ def pixel_only(src: Path, seed: int, n: int = 1000) -> dict[str, float]:
     """Images/s of the two op stacks alone, on 32 in-memory parents (no I/O), single thread."""
     import cv2
 
-    from segkit.augment_ops import apply_ops, make_ops
-    from segkit.augment_plan import draw_plan
-    from segkit.store import open_store
+    from segkit.augment.ops import apply_ops
+    from segkit.augment.plan import draw_plan, make_ops
+    from segkit.store.reader import open_store
 
     cv2.setNumThreads(1)
     store = open_store(src)
@@ -234,7 +234,7 @@ def pixel_only(src: Path, seed: int, n: int = 1000) -> dict[str, float]:
 def phase_table(src: Path, seed: int, n: int = 1024) -> list[tuple[str, float]]:
     """CPU ms per augmented image of each phase of a worker's path, one thread, ``n`` planned images.
 
-    The same calls as :func:`segkit.augment.render_and_write` (parents through the
+    The same calls as :func:`segkit.augment.worker.render_and_write` (parents through the
     per-process cache, fresh at the start, so first-round decodes are counted;
     render into reused block arrays; Blosc per chunk; shard file write; SHA-256
     of the shard bytes), each timed with ``time.process_time``.
@@ -243,17 +243,17 @@ def phase_table(src: Path, seed: int, n: int = 1024) -> list[tuple[str, float]]:
 
     import cv2
 
-    import segkit.augment as aug
-    from segkit.augment_io import _codec_of, _layout, _nonzero_rows
-    from segkit.augment_ops import make_ops
-    from segkit.augment_plan import draw_plan, parse_transform
-    from segkit.augment_render import render
-    from segkit.store import open_store
+    import segkit.augment.worker as worker
+    from segkit.augment.io import _codec_of, _layout, _nonzero_rows
+    from segkit.augment.run import BLOCK
+    from segkit.augment.plan import draw_plan, make_ops, parse_transform
+    from segkit.augment.render import render
+    from segkit.store.reader import open_store
 
     cv2.setNumThreads(1)
     store = open_store(src)
     plan = draw_plan(store.indices("train"), len(store.indices("train")) + n, make_ops(), seed)
-    aug._PARENTS = aug._ParentCache(aug.PARENT_CACHE_BYTES)
+    worker._PARENTS = worker._ParentCache(worker.PARENT_CACHE_BYTES)
     codecs = {name: _codec_of(_layout(str(src), name)) for name in ("image", "mask")}
     clock, spent = time.process_time, dict.fromkeys(
         ["read + decode parents", "render (flip, rotate, blur, contrast)", "zero tests + has_tumour",
@@ -261,14 +261,14 @@ def phase_table(src: Path, seed: int, n: int = 1024) -> list[tuple[str, float]]:
         0.0)
     keys = list(spent)
     with tempfile.TemporaryDirectory(prefix="segkit-phases-") as tmp:
-        for start in range(0, n, aug.BLOCK):
-            samples = plan[start:start + aug.BLOCK]
+        for start in range(0, n, BLOCK):
+            samples = plan[start:start + BLOCK]
             t = clock()
-            parents = aug._read_parents(str(src), sorted({s.parent for s in samples}))
+            parents = worker._read_parents(str(src), sorted({s.parent for s in samples}))
             spent[keys[0]] += clock() - t
             h, w = next(iter(parents.values()))[0].shape
-            images = aug._ARENA.get("images0", (len(samples), h, w), np.float32)
-            masks = aug._ARENA.get("masks0", (len(samples), h, w), np.uint8)
+            images = worker._ARENA.get("images0", (len(samples), h, w), np.float32)
+            masks = worker._ARENA.get("masks0", (len(samples), h, w), np.uint8)
             scratch, mask_scratch = np.empty((h, w), np.float32), np.empty((2, h, w), np.float32)
             t = clock()
             for i, s in enumerate(samples):
@@ -318,7 +318,7 @@ def main() -> None:
         t0 = time.perf_counter()
         if args.source is not None:
             src = args.source
-            from segkit.store import open_store
+            from segkit.store.reader import open_store
 
             train = len(open_store(src).indices("train"))
             print(f"source: {src} ({train} train originals); target {args.target} → {args.target - train} augmented")

@@ -12,7 +12,7 @@ process (so peak memory is that process's own maximum resident set size):
   + normalisation + the Zarr store, with ``--workers 1`` and ``2`` (``--workers``), checking
   that both give the same store digest;
 * ``segkit masks`` — only what the reference tools do: read each series and
-  rasterise its RTSTRUCT (``segkit.rtstruct.rtstruct_masks``);
+  rasterise its RTSTRUCT (``segkit.convert.rtstruct.rtstruct_masks``);
 * ``rt-utils`` (``pip install rt-utils``) — ``RTStructBuilder.create_from(...).get_roi_mask_by_name``;
 * ``plastimatch`` (Debian package) — ``plastimatch convert --input RTSTRUCT --referenced-ct SERIES``.
 
@@ -47,9 +47,9 @@ import numpy as np
 def _run_segkit_masks(cohort: Path, out: Path) -> None:
     import pydicom
 
-    from segkit.dicomio import Instance, read_header
-    from segkit.rtstruct import rtstruct_masks
-    from segkit.volume import read_volume
+    from segkit.dicom.dicomio import Instance, read_header
+    from segkit.convert.rtstruct import rtstruct_masks
+    from segkit.dicom.volume import read_volume
 
     for folder in sorted(cohort.glob("patient-*")):
         files = sorted((folder / "MR").iterdir())
@@ -96,15 +96,17 @@ def _phases(cohort: Path) -> None:
     """Run convert's phases serially in this process; print each one's CPU time (user, system)."""
     import resource
 
-    from segkit import convert as c
-    from segkit.dicomio import scan_folder
-    from segkit.intensity import ValueCounts, normalise_volume
-    from segkit.provenance import combine_digests, file_digest
-    from segkit.roi import RoiSelector
-    from segkit.rtstruct import fill_placed
-    from segkit.split import assign_split
-    from segkit.store import StoreWriter, encode_slices
-    from segkit.volume import read_volume_pixels
+    from segkit.convert.plan import ConvertOptions, _assign_pseudonyms, _place_contours, _plan
+    from segkit.convert.run import _task
+    from segkit.dicom.dicomio import scan_folder
+    from segkit.convert.intensity import ValueCounts, normalise_volume
+    from segkit.store.provenance import combine_digests, file_digest, provenance_step
+    from segkit.convert.roi import RoiSelector
+    from segkit.convert.rtstruct import fill_placed
+    from segkit.store.shards import encode_slices
+    from segkit.store.split import assign_split
+    from segkit.store.writer import StoreWriter
+    from segkit.dicom.volume import read_volume_pixels
 
     spent: dict[str, list[float]] = {}
 
@@ -123,23 +125,23 @@ def _phases(cohort: Path) -> None:
         last = t
 
     wall = time.perf_counter()
-    options = c.ConvertOptions(masks="rtstruct", val_patients=1, test_patients=1)
+    options = ConvertOptions(masks="rtstruct", val_patients=1, test_patients=1)
     select = RoiSelector(options.roi)
     scan = scan_folder(cohort)
     phase("header scan")
-    plans, _, _ = c._plan(scan, options, select)
-    c._assign_pseudonyms(plans, scan)
+    plans, _, _ = _plan(scan, options, select)
+    _assign_pseudonyms(plans, scan)
     phase("planning (geometry, RTSTRUCT ↔ series)")
-    c._place_contours(plans, scan, options, select)
+    _place_contours(plans, scan, options, select)
     phase("contour placement")
     split = assign_split({p.patient for p in plans}, val=1, test=1, seed=0)
-    step = c.provenance_step("convert", options.parameters(), input_digest=None, input_files=len(scan.files), seed=0)
+    step = provenance_step("convert", options.parameters(), input_digest=None, input_files=len(scan.files), seed=0)
     digests: dict[str, str] = {}
     with tempfile.TemporaryDirectory() as tmp:
         with StoreWriter(Path(tmp) / "s.zarr", plans[0].geometry.matrix, provenance=[step]) as writer:
             phase("open the store")
             for plan in plans:
-                task = c._task(plan, scan, options, skip=0)
+                task = _task(plan, scan, options, skip=0)
                 counts = ValueCounts()
                 volume, read = read_volume_pixels(task.geometry, task.pixels, counts=counts)
                 digests.update(read)
@@ -195,7 +197,7 @@ def _score(masks: dict[str, np.ndarray], cohort: Path) -> tuple[float, float, in
 def _segkit_store_masks(store_path: Path, cohort: Path) -> dict[str, np.ndarray]:
     import pydicom
 
-    from segkit.store import open_store
+    from segkit.store.reader import open_store
 
     ids = {str(pydicom.dcmread(next((f / "MR").iterdir()), stop_before_pixels=True).PatientID): f.name
            for f in sorted(cohort.glob("patient-*"))}
@@ -263,7 +265,7 @@ def main(argv: list[str] | None = None) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         # segkit convert, the whole command, with 1 and 2 worker threads (one process: its peak RSS is all of it)
-        from segkit.store import store_digest
+        from segkit.store.format import store_digest
 
         segkit = _segkit()
         held_out = "1" if args.patients >= 3 else "0"

@@ -61,7 +61,7 @@ def _time(fn, repeat: int) -> tuple[float, float]:
 
 
 def main() -> None:
-    from segkit.metrics import hd95, mean_surface_distance
+    from segkit.evaluate.metrics import hd95, mean_surface_distance
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--slices", type=int, default=24)

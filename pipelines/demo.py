@@ -112,8 +112,8 @@ def _convert(root: Path, quick: bool) -> str:
 
 
 def _augment(root: Path, quick: bool) -> str:
-    (augment_store,) = _library("augment", "segkit.augment", "augment_store")
-    from segkit.store import open_store
+    (augment_store,) = _library("augment", "segkit.augment.run", "augment_store")
+    from segkit.store.reader import open_store
 
     originals = open_store(root / "slices.zarr").indices("train").size
     result = augment_store(root / "slices.zarr", root / "augmented.zarr", target=originals * 2, seed=0)
@@ -148,8 +148,8 @@ def _evaluate(root: Path, quick: bool) -> str:
 
 def _test_series_folder(root: Path) -> Path:
     """The folder of the first test patient's MR series (naming as ``segkit convert`` does)."""
-    from segkit.dicomio import scan_folder
-    from segkit.store import open_store
+    from segkit.dicom.dicomio import scan_folder
+    from segkit.store.reader import open_store
 
     patient = next(p for p, s in sorted(open_store(root / "slices.zarr").split.items()) if s == "test")
     scan = scan_folder(_dicom_input(root))

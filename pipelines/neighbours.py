@@ -5,7 +5,7 @@ neighbours are the rows of the same series with ``index`` ∓ 1; at either end o
 a series the slice stands in for its missing neighbour (edge slices repeat
 themselves).  An augmented row has no neighbours of its own: its channels are
 its parent's neighbours with the row's recorded transform replayed on them
-(:func:`segkit.augment_ops.apply_ops`), so all three channels went through the
+(:func:`segkit.augment.ops.apply_ops`), so all three channels went through the
 same flip / rotation as the slice itself.  No TensorFlow here.
 """
 
@@ -51,7 +51,7 @@ def stack_volume(volume: np.ndarray) -> np.ndarray:
 
 def _replayable(text: str) -> list[dict] | None:
     """The recorded steps of an augmented row, or ``None`` when they are not segkit ops it can replay."""
-    from segkit.augment_ops import OP_CLASSES
+    from segkit.augment.ops import OP_CLASSES
 
     try:
         steps = json.loads(text)
@@ -64,7 +64,7 @@ def _replayable(text: str) -> list[dict] | None:
 
 def read_stack(store, row: int, neighbours: np.ndarray) -> tuple[np.ndarray, np.ndarray]:  # noqa: ANN001
     """``(image H×W×3 float32, mask H×W uint8)`` of one row as 2.5D input (see the module docstring)."""
-    from segkit.augment_ops import apply_ops
+    from segkit.augment.ops import apply_ops
 
     row = int(row)
     image, mask = store.read(row)

@@ -27,7 +27,7 @@ import numpy as np
 
 from segkit.errors import InputError
 from segkit.pipelines.training_store import open_training_store
-from segkit.store import Store
+from segkit.store.reader import Store
 
 __all__ = ["PipelineSpec", "epoch_order", "steps_per_epoch", "train_dataset", "eval_dataset", "spec_from_config"]
 

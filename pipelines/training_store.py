@@ -1,6 +1,6 @@
 """Open a segkit store for training, refusing stores that could leak held-out patients into training.
 
-:func:`segkit.store.open_store` checks the format; this adds what training
+:func:`segkit.store.reader.open_store` checks the format; this adds what training
 relies on: the split is per patient (no patient in train *and* val/test), and
 every augmented row is a training row.  No TensorFlow here.
 """
@@ -12,7 +12,7 @@ import os
 import numpy as np
 
 from segkit.errors import InputError
-from segkit.store import Store, open_store
+from segkit.store.reader import Store, open_store
 
 __all__ = ["open_training_store", "input_digest", "with_split", "EXCLUDED"]
 
@@ -26,7 +26,7 @@ def open_training_store(path: str | os.PathLike[str]) -> Store:
     Raises
     ------
     InputError
-        If it is not a segkit store (see :func:`segkit.store.open_store`), a patient
+        If it is not a segkit store (see :func:`segkit.store.reader.open_store`), a patient
         has slices in train and in val/test, or an augmented row is not in train.
     """
     store = open_store(path)

@@ -10,7 +10,8 @@ Modules
 ``blocks``    SE, CBAM, efficient attention gate, ResNeXt block, Transformer bottleneck, seeded dropout
 ``model``     ``build_model(config)`` for ``unet`` / ``unet_transformer`` / ``hybrid`` + ablation switches
 ``losses``    BCE + λ·soft Dice (paper eqs. 2–3); Dice / IoU / precision / recall from pixel counts
-``fit``       ``train_run``: the run directory, checkpoints, exact resume, ``--max-time``, logs, provenance
+``fit``       ``train_run``: the training loop, checkpoints, exact resume, ``--max-time``, TensorBoard logs
+``rundir``    the run directory's other files: the check before a run, history, curves, provenance, the model
 
 Choices where the paper is silent (all in the config, so they are recorded in every run)
 -----------------------------------------------------------------------------------------

@@ -56,14 +56,14 @@ def ablate(store: str | Path, out: str | Path, *, folds: int | None = None, pres
            variants: list[str] | None = None, progress: bool = True, load: Any = None) -> list[dict[str, Any]]:
     """Train and evaluate every variant of :data:`VARIANT_ROWS` (or the ``variants`` named) into ``out``.
 
-    Returns the table's rows (as :func:`segkit.evaluation.compare_rows`, with the row name as ``run``).
+    Returns the table's rows (as :func:`segkit.evaluate.compare.compare_rows`, with the row name as ``run``).
 
     Raises
     ------
     UsageError
         An unknown variant name.
     """
-    from segkit.evaluation import compare_markdown, compare_rows, read_metrics, write_compare
+    from segkit.evaluate.compare import compare_markdown, compare_rows, read_metrics, write_compare
     from segkit.train.config import load_config
     from segkit.train.crossval import evaluate_folds, train_folds
     from segkit.train.evaluate import evaluate_run

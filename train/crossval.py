@@ -174,10 +174,11 @@ def evaluate_folds(parent: str | Path, store: str | Path, split: str = "test", t
     Returns the ``metrics.json`` document over all held-out patients, with
     ``folds`` (one summary per fold, and mean ± sd over folds) added.
     """
-    from segkit.evaluation import evaluate_cases, write_report
-    from segkit.metrics import OVERLAP_METRICS, mean_sd
+    from segkit.evaluate.evaluation import evaluate_cases
+    from segkit.evaluate.metrics import OVERLAP_METRICS, mean_sd
+    from segkit.evaluate.report import write_report
     from segkit.pipelines.training_store import with_split
-    from segkit.store import open_store
+    from segkit.store.reader import open_store
     from segkit.train.evaluate import check_held_out, evaluate_run, load_run_predictor, store_cases
     from segkit.train.runinfo import read_run
 
@@ -219,7 +220,7 @@ def evaluate_folds(parent: str | Path, store: str | Path, split: str = "test", t
 
 
 def _write_fold_tables(out: Path, rows: list[dict[str, Any]], over_folds: dict[str, Any], doc: dict[str, Any]) -> None:
-    from segkit.evaluation import _ci, _f, _msd
+    from segkit.evaluate.report import _ci, _f, _msd
 
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=list(FOLD_COLUMNS), lineterminator="\n")

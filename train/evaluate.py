@@ -1,9 +1,9 @@
 """``evaluate_run``: score a trained run on the held-out patients of a store and write the report.
 
 The run's model predicts every original slice of the chosen split, patient by
-patient (slices in volume order); :mod:`segkit.evaluation` scores the
+patient (slices in volume order); :mod:`segkit.evaluate.evaluation` scores the
 probabilities against the store's masks at the store's resolution and spacing,
-and writes ``metrics.json``, the CSVs, ``table.md`` and the overlays.
+and :mod:`segkit.evaluate.report` writes ``metrics.json``, the CSVs, ``table.md`` and the overlays.
 
 Held-out check: the evaluated split must not hold a patient the run trained on.
 The run's own record of its training patients is used when it has one;
@@ -29,9 +29,11 @@ from typing import Any, Protocol
 import numpy as np
 
 from segkit.errors import InputError, OutputExistsError, UsageError
-from segkit.evaluation import Case, evaluate_cases, read_metrics, write_compare, write_report
-from segkit.provenance import finish_step, provenance_step
-from segkit.store import Store, open_store
+from segkit.evaluate.compare import read_metrics, write_compare
+from segkit.evaluate.evaluation import Case, evaluate_cases
+from segkit.evaluate.report import write_report
+from segkit.store.provenance import finish_step, provenance_step
+from segkit.store.reader import Store, open_store
 from segkit.train.runinfo import RunInfo, read_run
 
 __all__ = ["Predictor", "PredictorLoader", "load_run_predictor", "evaluate_run", "check_held_out", "store_cases",

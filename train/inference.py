@@ -37,7 +37,7 @@ class RunPredictor:
     def __init__(self, run: RunInfo, checkpoint: str = "best", batch_size: int = 8) -> None:
         from segkit.pipelines.tfdata import PipelineSpec, _preprocess_fn
         from segkit.train.backend import load
-        from segkit.train.fit import load_run_model
+        from segkit.train.rundir import load_run_model
 
         self._tf = load("segkit evaluate/predict").tf
         if checkpoint == "best":

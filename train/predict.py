@@ -1,12 +1,12 @@
 """``predict_series``: segment one DICOM MR series with a trained run and write a DICOM SEG.
 
 The series is read with the geometry contract of ``segkit convert``
-(:func:`segkit.volume.read_volume`: slices ordered along the normal, spacing
+(:func:`segkit.dicom.volume.read_volume`: slices ordered along the normal, spacing
 checked, rescale applied) and preprocessed exactly as ``convert`` did for the
 run's training store (per-volume percentile normalisation; resampling to the
 store's ``--size`` if it had one).  The run's model predicts every slice; the
 probabilities are resampled back to the native matrix and written as a DICOM
-SEG on the source series (:mod:`segkit.segwriter`).
+SEG on the source series (:mod:`segkit.dicom.segwriter`).
 """
 
 from __future__ import annotations
@@ -40,8 +40,8 @@ class PredictResult:
 
 def series_probabilities(volume_array: np.ndarray, predict, size: int | None) -> np.ndarray:
     """Normalise a ``(z, rows, columns)`` series like ``convert``, predict, and return probabilities on its matrix."""
-    from segkit.intensity import normalise_volume
-    from segkit.resample import resample_image
+    from segkit.convert.intensity import normalise_volume
+    from segkit.convert.resample import resample_image
 
     image, _ = normalise_volume(volume_array)
     z, rows, columns = image.shape
@@ -95,9 +95,9 @@ def predict_series(
         Bad run, a folder without exactly one image series, a series that breaks the
         geometry contract, an existing ``out``.
     """
-    from segkit.dicomio import scan_folder
-    from segkit.segwriter import Algorithm, prediction_seg, write_dataset
-    from segkit.volume import read_volume
+    from segkit.dicom.dicomio import scan_folder
+    from segkit.dicom.segwriter import Algorithm, prediction_seg, write_dataset
+    from segkit.dicom.volume import read_volume
 
     if not 0.0 <= threshold <= 1.0:
         raise UsageError("--threshold", f"must be a probability in [0, 1], got {threshold:g}")

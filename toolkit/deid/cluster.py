@@ -83,12 +83,12 @@ class _RunState(WorkerPlugin):
         _STATES.pop(self.token, None)
 
     def run(self, start: int, stop: int) -> list[Any]:
-        from segkit.deid.run import _Worker
+        from segkit.deid.filepass import FilePass
 
         assert self._lock is not None
         with self._lock:
             if self._worker is None:
-                self._worker = _Worker(self.cfg, self.run_dict)
+                self._worker = FilePass(self.cfg, self.run_dict)
             return [self._worker.process(src, rel) for src, rel in self.jobs[start:stop]]
 
 
@@ -107,7 +107,7 @@ def _run_batch(token: str, start: int, stop: int) -> list[Any]:
 
 def dask_outcomes(dask: str | Any, cfg: Any, jobs: list[tuple[str, str]], run_dict: Any = None
                   ) -> Iterator[Any]:
-    """Yield the :class:`~segkit.deid.run.FileOutcome` of every job, in job order, computed on Dask.
+    """Yield the :class:`~segkit.deid.filepass.FileOutcome` of every job, in job order, computed on Dask.
 
     *dask*: a scheduler address, ``"local[:N]"`` (a cluster for this run, closed at the end) or
     a ``distributed.Client`` (left open).  Close the generator to stop early: pending tasks

@@ -183,7 +183,7 @@ def build_dicomdir(out: Path, outputs: Iterable[str], kr: Any) -> tuple[bytes, D
         leaf.parent = parent
     fs.ID = FILESET_ID
     fs.UID = kr.uid("segkit-fileset\x00" + hashlib.sha256("\n".join(rels).encode()).hexdigest())
-    from segkit.deid.run import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION
+    from segkit.deid.serialise import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION
 
     dicomdir = fs._create_dicomdir()  # noqa: SLF001
     dicomdir.file_meta.ImplementationClassUID = IMPLEMENTATION_CLASS_UID

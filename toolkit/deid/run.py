@@ -1,11 +1,14 @@
-"""De-identify a tree of DICOM files: one pass per file, verified in memory, written atomically, audited.
+"""``anonymize_tree``: de-identify a tree of DICOM files, verified in memory, written atomically, audited.
 
-Per file: read → classify (SOP class, burned-in risk, pixel data present and whole) → walk the
-dataset once applying the profile → serialise to bytes in memory → search those bytes for the
-identifiers gathered from the input (one compiled multi-pattern search; the pixel data value is
-not searched) → write to a temporary name and rename → one audit record.  Every replacement is a
-pure function of the site key and the original value, so files can be processed in any order by
-any number of worker processes and the output bytes are the same.
+The run around the per-file pass (:mod:`segkit.deid.filepass`): it checks the folders and
+settings, refuses an OUT made with other settings (the ``segkit-anonymize.json`` manifest),
+walks the input tree in a fixed order, skips the files a killed run already finished (read back
+from the audit), builds the run's identifier dictionary (:mod:`segkit.deid.rundict`), hands the
+remaining files to one process, a pool of worker processes that die with their parent, or a Dask
+cluster (:mod:`segkit.deid.cluster`), and consumes their outcomes in file order: one audit
+record per file appended as it comes, then the order-independent final files — the sorted audit,
+the linkage CSV, the quarantine list and OUT/DICOMDIR (:mod:`segkit.deid.dicomdir`).  The output
+bytes do not depend on the number or kind of workers.
 """
 
 from __future__ import annotations
@@ -15,50 +18,25 @@ import io
 import json
 import logging
 import os
-import shutil
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import closing
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
 from segkit.atomic import write_atomic
-from segkit.deid.dicomdir import DICOMDIR_SOP_NAME, INPUT_REASON as _DICOMDIR_REASON, update_dicomdir
+from segkit.deid.dicomdir import update_dicomdir
+from segkit.deid.filepass import FileOutcome, FilePass, RunConfig
 from segkit.errors import InputError, LeakError, UsageError
 from segkit.runlock import locks_output
 
-__all__ = ["anonymize_tree", "AnonymizeSummary", "FileOutcome", "AUDIT_NAME"]
+__all__ = ["anonymize_tree", "AnonymizeSummary", "AUDIT_NAME"]
 
 log = logging.getLogger("segkit.anonymize")
 
 AUDIT_NAME = "segkit-audit.jsonl"
 MANIFEST_NAME = "segkit-anonymize.json"
 QUARANTINE_LIST = "segkit-quarantine.csv"
-IMPLEMENTATION_CLASS_UID = "2.25.209542398174519036513416412337935391581"
-IMPLEMENTATION_VERSION = "SEGKIT_0_1"
-_DICOMDIR_CLASS = "1.2.840.10008.1.3.10"
-_DEFLATED = "1.2.840.10008.1.2.1.99"
-_PIXEL = 0x7FE00010
-_READ_WHOLE = 64 << 20  # files up to this size are read in one go, larger ones through pydicom's file reads
-
-
-@dataclass
-class FileOutcome:
-    """The audit record of one input file (no PHI)."""
-
-    input: str
-    status: str
-    output: str | None = None
-    sop_class: str | None = None
-    reason: str | None = None
-    actions: dict[str, int] = field(default_factory=dict)
-    leaks: list[str] = field(default_factory=list)
-    linkage: tuple[str, str, str, int | None] | None = None  # PHI: never written to the audit
-
-    def audit(self) -> dict[str, Any]:
-        rec = {k: v for k, v in asdict(self).items() if k != "linkage" and v not in (None, [], {})}
-        rec["status"] = self.status
-        return rec
 
 
 @dataclass
@@ -79,398 +57,11 @@ class AnonymizeSummary:
                 f"{f'; {self.dicomdir}' if self.dicomdir else ''}")
 
 
-@dataclass(frozen=True)
-class _Config:
-    key: bytes
-    options: frozenset[str] | None
-    profile_file: str | None
-    pseudonym_pattern: str
-    verify: bool
-    quarantine: str | None
-    out: str
-    want_linkage: bool
-    deid_recipe: str | None
-    pixel_policy: str = "clean"
-
-
-_WORKER: "_Worker | None" = None
-
-
-class _Worker:
-    """Per-process state: the resolved profile and keyring (built once, never shared)."""
-
-    def __init__(self, cfg: _Config, run_dict: Any = None) -> None:
-        from segkit.deid.actions import Deidentifier
-        from segkit.deid.profile import load_profile
-        from segkit.deid.pseudonym import Keyring
-
-        self.cfg = cfg
-        self.run_dict = run_dict
-        self.profile = load_profile(cfg.options, cfg.profile_file)
-        self.keyring = Keyring(cfg.key, cfg.pseudonym_pattern)
-        self.deid = Deidentifier(self.profile, self.keyring)
-        self.out = Path(cfg.out)
-        self.recipe = None
-        self._marks: list[Any] | None = None
-        # the marks' bytes per (endianness, VR encoding, character set): the same in every file
-        self._marks_encoded: dict[int, tuple[Any, dict[tuple[bool, bool, str], bytes]]] = {}
-        self._dirs: set[Path] = set()  # output folders this process made (or found) already
-        from segkit.deid.pixels import PixelCleaner
-
-        self.pixels = PixelCleaner(cfg.pixel_policy)
-        if cfg.deid_recipe:
-            from deid.config import DeidRecipe
-
-            self.recipe = DeidRecipe(cfg.deid_recipe, base=False)
-
-    # ---------------------------------------------------------------- one file
-    def process(self, src: str, rel: str) -> FileOutcome:
-        import warnings
-
-        input_id = self.keyring.short("input", rel, 16)
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")  # pydicom's warnings about odd inputs would name values
-                outcome = self._process(Path(src), input_id)
-        except Exception as exc:  # noqa: BLE001 - a bad file must never stop the batch or leak
-            outcome = FileOutcome(input_id, "quarantined", reason=f"could not be processed ({type(exc).__name__})")
-        if outcome.status != "written":
-            self._quarantine(Path(src), rel, outcome)
-        return outcome
-
-    def _quarantine(self, src: Path, rel: str, outcome: FileOutcome) -> None:
-        if not self.cfg.quarantine:
-            return
-        dst = Path(self.cfg.quarantine) / rel
-        dst.parent.mkdir(parents=True, exist_ok=True)
-        tmp = dst.with_name(f".{dst.name}.tmp-{os.getpid()}")
-        shutil.copyfile(src, tmp)
-        os.replace(tmp, dst)
-
-    def _read(self, src: Path, input_id: str) -> tuple[Any, FileOutcome | None]:
-        import pydicom
-        from pydicom.errors import InvalidDicomError
-
-        def source() -> Any:
-            """The file's bytes in memory (one read; pydicom's many small reads and tells then cost
-            less), or its path when it is large."""
-            try:
-                if src.stat().st_size <= _READ_WHOLE:
-                    return io.BytesIO(src.read_bytes())
-            except OSError:
-                pass
-            return src
-
-        def named(ds: Any) -> Any:
-            ds.filename = str(src)  # as when read from the path
-            return ds
-
-        try:
-            ds = named(pydicom.dcmread(source()))
-        except InvalidDicomError:
-            try:
-                ds = named(pydicom.dcmread(source(), force=True))
-            except Exception:  # noqa: BLE001
-                return None, FileOutcome(input_id, "quarantined", reason="not a DICOM file")
-            if "SOPClassUID" not in ds or "SOPInstanceUID" not in ds:
-                return None, FileOutcome(input_id, "quarantined", reason="not a DICOM file")
-        except Exception:  # noqa: BLE001 - truncated or corrupt
-            return None, FileOutcome(input_id, "quarantined", reason="truncated or unreadable DICOM")
-        return ds, None
-
-    def _process(self, src: Path, input_id: str) -> FileOutcome:
-        ds, bad = self._read(src, input_id)
-        if bad is not None:
-            return bad
-        meta = getattr(ds, "file_meta", None)
-        if meta is not None and str(meta.get("MediaStorageSOPClassUID", "")) == _DICOMDIR_CLASS or \
-                "DirectoryRecordSequence" in ds:
-            return FileOutcome(input_id, "quarantined", sop_class=DICOMDIR_SOP_NAME, reason=_DICOMDIR_REASON)
-        sop = str(ds.get("SOPClassUID", "") or "").strip("\x00 ")
-        if not sop or not str(ds.get("SOPInstanceUID", "") or "").strip("\x00 "):
-            return FileOutcome(input_id, "quarantined", reason="no SOP Class UID or SOP Instance UID")
-        sop_name = _sop_name(sop)
-        from segkit.deid.pixels import burned_in_risk, check_pixels
-
-        problem = check_pixels(ds, sop_name)
-        if problem:
-            return FileOutcome(input_id, "quarantined", sop_class=sop_name, reason=problem)
-        risk, consult = burned_in_risk(ds, sop)
-        pixel_counts = None
-        if risk or consult:
-            verdict = self.pixels.clean(ds, risk, consult)
-            if verdict.quarantine:
-                return FileOutcome(input_id, "quarantined", sop_class=sop_name, reason=verdict.quarantine)
-            pixel_counts = verdict.counts
-        return self._deidentify(ds, sop, sop_name, input_id, pixel_counts)
-
-    def _deidentify(self, ds: Any, sop: str, sop_name: str, input_id: str, pixel_counts: Any = None
-                    ) -> FileOutcome:
-        from segkit.deid.actions import WalkResult
-
-        kr = self.keyring
-        patient_key = _patient_key(ds)
-        study_date = str(ds.get("StudyDate", "") or "")
-        result = WalkResult()
-        meta = getattr(ds, "file_meta", None)
-        if meta is not None:
-            for kw in ("MediaStorageSOPInstanceUID",):
-                v = meta.get(kw)
-                if v:
-                    result.collector.add_uid(str(v))
-        self.deid.walk(ds, patient_key, result)
-        self.deid.finish_cleaning(result)
-        if self.recipe is not None:
-            self._apply_recipe(ds)
-        ts = self._mark(ds, result)
-        header, pixels, tail = _serialise(ds, ts, self._marks_encoded)
-        if pixel_counts:
-            result.counts.update({k: v for k, v in pixel_counts.items() if v})
-        counts = dict(sorted(result.counts.items()))
-        if self.cfg.verify:
-            from segkit.deid.verify import CODED_VRS, locate_leaks
-
-            verifier: Any = result.collector.verifier(self.deid.charset(ds))
-            if self.run_dict is not None:
-                from segkit.deid.rundict import retained_tokens
-
-                verifier = _Either(verifier, self.run_dict, retained_tokens(result.collector.structural))
-            if verifier.leaks(header) or (tail and verifier.leaks(tail)):
-                found = locate_leaks(header + tail, verifier)
-                paths = [path for path, vr, _ in found if vr not in CODED_VRS]
-                if paths:
-                    return FileOutcome(input_id, "leak", sop_class=sop_name, actions=counts, leaks=paths,
-                                       reason="an identifier of the input survived; file not written")
-        rel = _output_rel(ds, kr, input_id, patient_key)
-        dst = self.out / rel
-        if dst.parent not in self._dirs:
-            dst.parent.mkdir(parents=True, exist_ok=True)
-            self._dirs.add(dst.parent)
-        tmp = dst.with_name(f".{dst.name}.tmp-{os.getpid()}")
-        with open(tmp, "wb") as fh:
-            fh.write(header)
-            fh.write(pixels)
-            fh.write(tail)
-        os.replace(tmp, dst)
-        linkage = None
-        if self.cfg.want_linkage:
-            linkage = (patient_key, kr.patient(patient_key), study_date.strip(), result.shift)
-        return FileOutcome(input_id, "written", output=rel, sop_class=sop_name, actions=counts, linkage=linkage)
-
-    def _apply_recipe(self, ds: Any) -> None:
-        from deid.dicom.parser import DicomParser
-
-        parser = DicomParser(ds, recipe=self.recipe)
-        parser.parse(strip_sequences=False, remove_private=False)
-
-    def _mark(self, ds: Any, result: Any) -> str:
-        """Add the de-identification attributes (PS3.15 E.1.1); return the output transfer syntax."""
-        if self._marks is None:
-            self._marks = _mark_elements(self.profile)
-            self._marks_encoded = {int(elem.tag): (elem, {}) for elem in self._marks}
-        d = ds._dict  # noqa: SLF001
-        for elem in self._marks:
-            d[elem.tag] = elem  # shared, never mutated
-        old = getattr(ds, "file_meta", None)
-        ts = str(old.get("TransferSyntaxUID", "")) if old is not None else ""
-        if ts == _DEFLATED:
-            return "1.2.840.10008.1.2.1"  # written inflated: the verifier must see the bytes
-        return ts or "1.2.840.10008.1.2"
-
-
-@dataclass(frozen=True)
-class _Either:
-    """The file's own verifier and the run's dictionary, searched together."""
-
-    own: Any
-    run: Any
-    retained: frozenset[bytes] = frozenset()
-
-    def leaks(self, data: bytes | memoryview) -> bool:
-        return self.own.leaks(data) or self.run.leaks(data, self.retained)
-
-
-def _mark_elements(profile: Any) -> list[Any]:
-    from pydicom.dataelem import DataElement
-    from pydicom.dataset import Dataset
-    from pydicom.sequence import Sequence
-
-    codes = []
-    for value, meaning in profile.method_codes():
-        item = Dataset()
-        item.CodeValue = value
-        item.CodingSchemeDesignator = "DCM"
-        item.CodeMeaning = meaning
-        codes.append(item)
-    opts = profile.options
-    temporal = ("UNMODIFIED" if "retain_full_dates" in opts else "MODIFIED" if "retain_modified_dates" in opts
-                else "REMOVED")
-    return [DataElement(0x00120062, "CS", "YES"),
-            DataElement(0x00120063, "LO", profile.method_description()),
-            DataElement(0x00120064, "SQ", Sequence(codes)),
-            DataElement(0x00280303, "CS", temporal)]
-
-
-def _sop_name(sop: str) -> str:
-    from pydicom.uid import UID
-
-    name = UID(sop).name
-    return name if name != sop else "private or unknown SOP class"
-
-
-def _patient_key(ds: Any) -> str:
-    """The identity the pseudonym and date shift derive from: PatientID, else name, else study."""
-    for kw in ("PatientID", "PatientName", "StudyInstanceUID"):
-        v = str(ds.get(kw, "") or "").strip("\x00 ")
-        if v:
-            return f"{kw}:{v}" if kw != "PatientID" else v
-    return ""
-
-
-def _safe_name(text: str, fallback: str) -> str:
-    cleaned = "".join(c for c in text if c.isalnum() or c in "-_.")
-    return cleaned[:40] or fallback
-
-
-def _output_rel(ds: Any, kr: Any, input_id: str, patient_key: str) -> str:
-    """``<patient pseudonym>/<study>/<modality>-<series>/<instance>.dcm`` (no PHI: keyed hashes).
-
-    Names derive from the keyed pseudonym and hashes, never from what the (possibly
-    user-weakened) profile left in the header.
-    """
-    patient = _safe_name(kr.patient(patient_key), "unknown")
-    study = kr.short("dir", kr.uid(str(ds.get("StudyInstanceUID", "") or "")), 10)
-    series = kr.short("dir", kr.uid(str(ds.get("SeriesInstanceUID", "") or "")), 10)
-    modality = _safe_name(str(ds.get("Modality", "") or "").upper(), "OT")
-    sop = kr.short("dir", str(ds.SOPInstanceUID), 12)
-    return f"{patient}/{study}/{modality}-{series}/{sop}-{input_id[:6]}.dcm"
-
-
-def _file_meta(sop_class: str, sop_instance: str, ts: str) -> bytes:
-    """Preamble, ``DICM`` and a fresh File Meta Information group (explicit VR little endian)."""
-    import struct
-
-    def elem(element: int, vr: bytes, value: bytes, pad: bytes) -> bytes:
-        if len(value) & 1:
-            value += pad
-        if vr == b"OB":
-            return struct.pack("<HH2s2xL", 2, element, vr, len(value)) + value
-        return struct.pack("<HH2sH", 2, element, vr, len(value)) + value
-
-    body = b"".join((
-        elem(0x0001, b"OB", b"\x00\x01", b"\x00"),
-        elem(0x0002, b"UI", sop_class.encode("ascii"), b"\x00"),
-        elem(0x0003, b"UI", sop_instance.encode("ascii"), b"\x00"),
-        elem(0x0010, b"UI", ts.encode("ascii"), b"\x00"),
-        elem(0x0012, b"UI", IMPLEMENTATION_CLASS_UID.encode("ascii"), b"\x00"),
-        elem(0x0013, b"SH", IMPLEMENTATION_VERSION.encode("ascii"), b" "),
-    ))
-    return b"\x00" * 128 + b"DICM" + struct.pack("<HH2sHL", 2, 0, b"UL", 4, len(body)) + body
-
-
-def _serialise(ds: Any, ts: str, constant: dict[int, tuple[Any, dict[Any, bytes]]] | None = None
-               ) -> tuple[bytes, bytes, bytes]:
-    """Write *ds* to bytes: ``(everything before the pixel data, pixel data element, anything after)``.
-
-    The pixel data value is kept apart so that the verifier searches everything but it.
-    *constant*: ``tag -> (element, cache)`` of elements shared by every file (the de-identification
-    marks); their bytes are written once per encoding and reused.
-    """
-    from pydicom.filebase import DicomBytesIO
-    from pydicom.filewriter import write_data_element
-    from pydicom.uid import UID
-
-    d = ds._dict  # noqa: SLF001
-    after = [t for t in d if int(t) > _PIXEL]
-    after_elems = {t: d.pop(t) for t in after}
-    pixel_tag = next((t for t in d if int(t) == _PIXEL), None)
-    pixel = d.pop(pixel_tag) if pixel_tag is not None else None
-    uid = UID(ts)
-    buf = DicomBytesIO()
-    buf.write(_file_meta(str(ds.SOPClassUID).strip("\x00 "), str(ds.SOPInstanceUID).strip("\x00 "), ts))
-    buf.is_little_endian = uid.is_little_endian
-    buf.is_implicit_VR = uid.is_implicit_VR
-    try:
-        _write_top_level(buf, ds, constant or {})
-    finally:
-        if pixel is not None:
-            d[pixel_tag] = pixel
-        d.update(after_elems)
-    header = buf.getvalue()
-    encodings = ds.get("SpecificCharacterSet", None) or None
-    parts = []
-    for elems in ([pixel_tag] if pixel is not None else [], sorted(after, key=int)):
-        fp = DicomBytesIO()
-        fp.is_little_endian = uid.is_little_endian
-        fp.is_implicit_VR = uid.is_implicit_VR
-        for t in elems:
-            write_data_element(fp, ds.get_item(t), encodings)
-        parts.append(fp.getvalue())
-    return header, parts[0], parts[1]
-
-
-_LONG_VRS = {"OB", "OD", "OF", "OL", "OV", "OW", "SQ", "SV", "UC", "UN", "UR", "UT", "UV"}
-
-
-def _write_top_level(fp: Any, ds: Any, constant: dict[int, tuple[Any, dict[Any, bytes]]] | None = None) -> None:
-    """pydicom's ``write_dataset`` for the top level, with a fast path for untouched raw elements.
-
-    A raw element that was read in this transfer syntax, has a defined length and is not a
-    sequence is copied as tag + VR + length + the bytes read; an element of *constant* (the
-    same object in every file) is written by pydicom once per encoding and its bytes reused;
-    everything else (changed or converted elements, sequences) goes through pydicom's
-    ``write_data_element``.
-    """
-    import struct
-
-    from pydicom.filebase import DicomBytesIO
-    from pydicom.filewriter import write_data_element
-
-    d = ds._dict  # noqa: SLF001
-    little, implicit = fp.is_little_endian, fp.is_implicit_VR
-    if ds.original_encoding != (implicit, little) or ds.original_character_set != ds._character_set:  # noqa: SLF001
-        from pydicom.filewriter import write_dataset
-
-        write_dataset(fp, ds)
-        return
-    e = "<" if little else ">"
-    short_head = struct.Struct(f"{e}HH2sH")
-    long_head = struct.Struct(f"{e}HH2s2xL")
-    implicit_head = struct.Struct(f"{e}HHL")
-    encodings = ds.get("SpecificCharacterSet", None) or None
-    write = fp.write
-    for tag in sorted(d, key=int):
-        if tag & 0xFFFF == 0 and tag >> 16 > 6:
-            continue
-        elem = d[tag]
-        vr = elem.VR
-        if elem.is_raw and vr not in ("SQ", "UN") and elem.length != 0xFFFFFFFF and (vr is not None or implicit):
-            value = elem.value or b""
-            if implicit:
-                write(implicit_head.pack(tag >> 16, tag & 0xFFFF, len(value)))
-            elif vr in _LONG_VRS:
-                write(long_head.pack(tag >> 16, tag & 0xFFFF, vr.encode(), len(value)))
-            elif len(value) <= 0xFFFF:
-                write(short_head.pack(tag >> 16, tag & 0xFFFF, vr.encode(), len(value)))
-            else:
-                write_data_element(fp, elem, encodings)
-                continue
-            write(value)
-        elif constant and (shared := constant.get(tag)) is not None and shared[0] is elem:
-            key = (little, implicit, repr(encodings))
-            encoded = shared[1].get(key)
-            if encoded is None:
-                one = DicomBytesIO()
-                one.is_little_endian, one.is_implicit_VR = little, implicit
-                write_data_element(one, elem, encodings)
-                encoded = shared[1][key] = one.getvalue()
-            write(encoded)
-        else:  # a raw element read without a VR (implicit data under an explicit syntax) is converted first
-            write_data_element(fp, ds[tag] if elem.is_raw and vr is None else ds.get_item(tag), encodings)
+_WORKER: "FilePass | None" = None
 
 
 # ------------------------------------------------------------------- the tree
-def _init_pool_worker(cfg: _Config, run_dict: Any = None) -> None:
+def _init_pool_worker(cfg: RunConfig, run_dict: Any = None) -> None:
     """A pool worker's initializer: exit with the parent (SIGKILL included), then get ready."""
     from segkit.workers import die_with_parent
 
@@ -478,10 +69,10 @@ def _init_pool_worker(cfg: _Config, run_dict: Any = None) -> None:
     _init_worker(cfg, run_dict)
 
 
-def _init_worker(cfg: _Config, run_dict: Any = None) -> None:
+def _init_worker(cfg: RunConfig, run_dict: Any = None) -> None:
     global _WORKER
     if _WORKER is None or _WORKER.cfg != cfg:  # a forked worker inherits the parent's, imports and all
-        _WORKER = _Worker(cfg)
+        _WORKER = FilePass(cfg)
     _WORKER.run_dict = run_dict
 
 
@@ -490,7 +81,7 @@ def _run_one(job: tuple[str, str]) -> FileOutcome:
     return _WORKER.process(*job)
 
 
-def _settings(cfg: _Config, profile: Any) -> dict[str, Any]:
+def _settings(cfg: RunConfig, profile: Any) -> dict[str, Any]:
     """What makes the output what it is (no PHI; the key only as a keyed fingerprint)."""
     import hashlib
     import hmac
@@ -638,10 +229,10 @@ def anonymize_tree(
 
         check_dask(dask)
     resolved = load_profile(options, profile)  # fail early on a bad profile, before touching OUT
-    cfg = _Config(bytes(key), None if options is None else frozenset(options),
-                  None if profile is None else str(profile), pseudonym_pattern, verify,
-                  None if quarantine is None else str(quarantine), str(out), linkage is not None,
-                  None if deid_recipe is None else str(deid_recipe), pixel_policy)
+    cfg = RunConfig(bytes(key), None if options is None else frozenset(options),
+                    None if profile is None else str(profile), pseudonym_pattern, verify,
+                    None if quarantine is None else str(quarantine), str(out), linkage is not None,
+                    None if deid_recipe is None else str(deid_recipe), pixel_policy)
     settings = _settings(cfg, resolved)
     manifest = out / MANIFEST_NAME
     if out.exists() and any(out.iterdir()):
@@ -753,7 +344,7 @@ class _Null:
         return None
 
 
-def _outcomes(cfg: _Config, jobs: list[tuple[str, str]], workers: int, progress: bool,
+def _outcomes(cfg: RunConfig, jobs: list[tuple[str, str]], workers: int, progress: bool,
               run_dict: Any = None, dask: str | Any | None = None) -> Iterator[FileOutcome]:
     from tqdm import tqdm
 
@@ -768,7 +359,7 @@ def _outcomes(cfg: _Config, jobs: list[tuple[str, str]], workers: int, progress:
                     bar.update()
             return
         if workers == 1 or len(jobs) < 2:
-            worker = _Worker(cfg, run_dict)
+            worker = FilePass(cfg, run_dict)
             for job in jobs:
                 yield worker.process(*job)
                 bar.update()

@@ -20,7 +20,7 @@ from segkit._version import __version__
 from segkit.synth.contours import mask_to_polygons
 from segkit.synth.geometry import SliceGeometry
 from segkit.synth.phi import FakeIdentity
-from segkit.uids import IMPLEMENTATION_UID, uid_from
+from segkit.dicom.uids import IMPLEMENTATION_UID, uid_from
 
 __all__ = ["SeriesUIDs", "make_uids", "mr_datasets", "rtstruct_dataset", "seg_dataset", "IMPLEMENTATION_UID"]
 
@@ -283,7 +283,7 @@ def seg_dataset(mr: Sequence[Dataset], mask: np.ndarray, who: FakeIdentity, uids
     import highdicom as hd
     from pydicom.sr.codedict import codes
 
-    from segkit.segwriter import pin_reproducible
+    from segkit.dicom.segwriter import pin_reproducible
 
     description = hd.seg.SegmentDescription(
         segment_number=1,
