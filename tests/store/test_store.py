@@ -243,6 +243,19 @@ def test_interrupted_resumable_write_continues_after_the_last_whole_shard(tmp_pa
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ref.zarr", "s.zarr"]
 
 
+def test_a_resumed_write_drops_what_zarr_left_half_written(tmp_path):
+    # a SIGKILL while zarr rewrites an array's metadata leaves its '<name>.<uuid>.partial' file behind
+    reference = _write(tmp_path / "ref.zarr")
+    with pytest.raises(KeyboardInterrupt):
+        _resumable(tmp_path / "s.zarr", "k1", stop_after=6)
+    partial = tmp_path / ".s.zarr.partial"
+    (partial / "image" / "zarr.5f0c2e9a4b7d4e1f8a3c6b2d9e0f1a2b.partial").write_bytes(b'{"zarr_format": 3, "sha')
+    (partial / "zarr.0123456789abcdef0123456789abcdef.partial").write_bytes(b"")
+    _resumable(tmp_path / "s.zarr", "k1")
+    assert not list((tmp_path / "s.zarr").rglob("*.partial"))
+    assert store_digest(tmp_path / "s.zarr") == store_digest(reference)
+
+
 def test_a_different_resume_key_starts_again(tmp_path):
     with pytest.raises(KeyboardInterrupt):
         _resumable(tmp_path / "s.zarr", "k1", stop_after=6)

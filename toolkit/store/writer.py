@@ -380,6 +380,10 @@ class StoreWriter:
         except (OSError, ValueError, KeyError, TypeError):
             return False
         shutil.rmtree(self._tmp / "slices", ignore_errors=True)  # a table from an interrupted close
+        # zarr writes each metadata file through a temporary '<name>.<uuid>.partial' beside it: a kill during
+        # such a write (a resize, say) leaves that file behind, and it must not end up in the store
+        for leftover in self._tmp.rglob("*.partial"):
+            leftover.unlink(missing_ok=True)
         self._group = group
         self._written = self.resumed = written
         self.attrs.update(state["attrs"])
