@@ -166,7 +166,7 @@ def train_run(store: str | Path, run_dir: str | Path, config: dict[str, Any] | N
     if config is None and not resume:
         config = load_config(preset, Path(config_file) if config_file else None, overrides)
     config = prepare_run_dir(run_dir, config, resume, overrides)
-    mcfg, tcfg, dcfg = config["model"], config["train"], config["data"]
+    tcfg, dcfg = config["train"], config["data"]
     slices = open_training_store(store)
     if dcfg.get("split"):
         slices = with_split(slices, dcfg["split"])

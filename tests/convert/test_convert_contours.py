@@ -3,7 +3,6 @@ places them; TPS rounding of on-plane contours is absorbed and the masks stay ex
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 
 import numpy as np

@@ -181,7 +181,6 @@ class StoreWriter:
         mask = np.asarray(mask)
         if image.ndim == 2:
             image, mask = image[None], mask[None]
-        n = image.shape[0]
         if image.shape[1:] != self.size or mask.shape != image.shape:
             raise UsageError(
                 "store writer",
