@@ -70,8 +70,8 @@ def step_times(size: int, batch: int, steps: int, backbone: str) -> dict[str, fl
 
 
 def pipeline_rate(size: int, slices: int, batch: int, backbone: str) -> float:
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-    from phantom_store import write_phantom_store
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repo root: tests.helpers
+    from tests.helpers.phantom_store import write_phantom_store
 
     from segkit.pipelines.training_store import open_training_store
     from segkit.pipelines.tfdata import PipelineSpec, train_dataset
