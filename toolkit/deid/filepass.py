@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from segkit.deid.dicomdir import DICOMDIR_SOP_NAME, INPUT_REASON as _DICOMDIR_REASON
+from segkit.deid.peek import REQUIRED, value as peek
 from segkit.deid.serialise import serialise
 
 __all__ = ["FilePass", "RunConfig", "FileOutcome"]
@@ -153,11 +154,11 @@ class FilePass:
         if bad is not None:
             return bad
         meta = getattr(ds, "file_meta", None)
-        if meta is not None and str(meta.get("MediaStorageSOPClassUID", "")) == _DICOMDIR_CLASS or \
+        if meta is not None and str(peek(meta, 0x00020002, "")) == _DICOMDIR_CLASS or \
                 "DirectoryRecordSequence" in ds:
             return FileOutcome(input_id, "quarantined", sop_class=DICOMDIR_SOP_NAME, reason=_DICOMDIR_REASON)
-        sop = str(ds.get("SOPClassUID", "") or "").strip("\x00 ")
-        if not sop or not str(ds.get("SOPInstanceUID", "") or "").strip("\x00 "):
+        sop = str(peek(ds, 0x00080016, "") or "").strip("\x00 ")
+        if not sop or not str(peek(ds, 0x00080018, "") or "").strip("\x00 "):
             return FileOutcome(input_id, "quarantined", reason="no SOP Class UID or SOP Instance UID")
         sop_name = _sop_name(sop)
         from segkit.deid.pixels import burned_in_risk, check_pixels
@@ -180,12 +181,12 @@ class FilePass:
 
         kr = self.keyring
         patient_key = _patient_key(ds)
-        study_date = str(ds.get("StudyDate", "") or "")
+        study_date = str(peek(ds, 0x00080020, "") or "")
         result = WalkResult()
         meta = getattr(ds, "file_meta", None)
         if meta is not None:
-            for kw in ("MediaStorageSOPInstanceUID",):
-                v = meta.get(kw)
+            for tag in (0x00020003,):  # MediaStorageSOPInstanceUID
+                v = peek(meta, tag)
                 if v:
                     result.collector.add_uid(str(v))
         self.deid.walk(ds, patient_key, result)
@@ -290,8 +291,8 @@ def _sop_name(sop: str) -> str:
 
 def _patient_key(ds: Any) -> str:
     """The identity the pseudonym and date shift derive from: PatientID, else name, else study."""
-    for kw in ("PatientID", "PatientName", "StudyInstanceUID"):
-        v = str(ds.get(kw, "") or "").strip("\x00 ")
+    for kw, tag in (("PatientID", 0x00100020), ("PatientName", 0x00100010), ("StudyInstanceUID", 0x0020000D)):
+        v = str(peek(ds, tag, "") or "").strip("\x00 ")
         if v:
             return f"{kw}:{v}" if kw != "PatientID" else v
     return ""
@@ -309,8 +310,8 @@ def _output_rel(ds: Any, kr: Any, input_id: str, patient_key: str) -> str:
     user-weakened) profile left in the header.
     """
     patient = _safe_name(kr.patient(patient_key), "unknown")
-    study = kr.short("dir", kr.uid(str(ds.get("StudyInstanceUID", "") or "")), 10)
-    series = kr.short("dir", kr.uid(str(ds.get("SeriesInstanceUID", "") or "")), 10)
-    modality = _safe_name(str(ds.get("Modality", "") or "").upper(), "OT")
-    sop = kr.short("dir", str(ds.SOPInstanceUID), 12)
+    study = kr.short("dir", kr.uid(str(peek(ds, 0x0020000D, "") or "")), 10)
+    series = kr.short("dir", kr.uid(str(peek(ds, 0x0020000E, "") or "")), 10)
+    modality = _safe_name(str(peek(ds, 0x00080060, "") or "").upper(), "OT")
+    sop = kr.short("dir", str(peek(ds, 0x00080018, REQUIRED)), 12)
     return f"{patient}/{study}/{modality}-{series}/{sop}-{input_id[:6]}.dcm"

@@ -19,6 +19,8 @@ from typing import Any
 
 import numpy as np
 
+from segkit.deid.peek import value as peek
+
 __all__ = ["check_pixels", "burned_in_risk", "PixelCleaner", "PixelVerdict", "PIXEL_POLICIES"]
 
 PIXEL_POLICIES = ("clean", "quarantine")
@@ -60,7 +62,7 @@ def check_pixels(ds: Any, sop_name: str) -> str | None:
     from pydicom.uid import UID
 
     try:
-        value = ds.PixelData
+        value = peek(ds, 0x7FE00010)
     except Exception:  # noqa: BLE001
         return "pixel data cannot be read"
     if value is None:
@@ -76,14 +78,14 @@ def check_pixels(ds: Any, sop_name: str) -> str | None:
             return "encapsulated pixel data has no fragments"
         return _decodes(ds, UID(ts))
     try:
-        rows, cols = int(ds.Rows), int(ds.Columns)
-        spp = int(ds.get("SamplesPerPixel", 1) or 1)
-        bits = int(ds.BitsAllocated)
-        frames = int(ds.get("NumberOfFrames", 1) or 1)
+        rows, cols = int(peek(ds, 0x00280010)), int(peek(ds, 0x00280011))
+        spp = int(peek(ds, 0x00280002, 1) or 1)
+        bits = int(peek(ds, 0x00280100))
+        frames = int(peek(ds, 0x00280008, 1) or 1)
     except (AttributeError, TypeError, ValueError):
         return "pixel data without Rows, Columns or Bits Allocated"
     expected = (rows * cols * spp * frames * bits + 7) // 8
-    if str(ds.get("PhotometricInterpretation", "")).strip() == "YBR_FULL_422":
+    if str(peek(ds, 0x00280004, "")).strip() == "YBR_FULL_422":
         expected = expected * 2 // 3
     if len(value) < expected:
         return "pixel data shorter than Rows × Columns × frames (truncated)"
@@ -117,10 +119,10 @@ def burned_in_risk(ds: Any, sop: str) -> tuple[str | None, bool]:
     """
     if 0x7FE00010 not in ds:
         return None, False
-    modality = str(ds.get("Modality", "") or "").strip().upper()
+    modality = str(peek(ds, 0x00080060, "") or "").strip().upper()
     if modality in _NOT_PICTURES or sop in _NOT_PICTURE_CLASSES:
         return None, False
-    burned = str(ds.get("BurnedInAnnotation", "") or "").strip().upper()
+    burned = str(peek(ds, 0x00280301, "") or "").strip().upper()
     if burned == "YES":
         return "BurnedInAnnotation = YES", True
     if sop.startswith(_SC_PREFIX):
@@ -129,7 +131,7 @@ def burned_in_risk(ds: Any, sop: str) -> tuple[str | None, bool]:
         return "ultrasound", True
     if modality in _SCREEN_MODALITIES:
         return f"modality {modality}", True
-    image_type = [str(v).strip().upper() for v in (ds.get("ImageType") or [])]
+    image_type = [str(v).strip().upper() for v in (peek(ds, 0x00080008) or [])]
     screen = [t for t in image_type if t in _SCREEN_TYPES]
     if screen:
         return f"ImageType {screen[0]}", True

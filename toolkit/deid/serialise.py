@@ -13,6 +13,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from segkit.deid.peek import REQUIRED, value as peek
+
 __all__ = ["serialise", "IMPLEMENTATION_CLASS_UID", "IMPLEMENTATION_VERSION"]
 
 IMPLEMENTATION_CLASS_UID = "2.25.209542398174519036513416412337935391581"
@@ -61,7 +63,8 @@ def serialise(ds: Any, ts: str, constant: dict[int, tuple[Any, dict[Any, bytes]]
     pixel = d.pop(pixel_tag) if pixel_tag is not None else None
     uid = UID(ts)
     buf = DicomBytesIO()
-    buf.write(_file_meta(str(ds.SOPClassUID).strip("\x00 "), str(ds.SOPInstanceUID).strip("\x00 "), ts))
+    buf.write(_file_meta(str(peek(ds, 0x00080016, REQUIRED)).strip("\x00 "),
+                         str(peek(ds, 0x00080018, REQUIRED)).strip("\x00 "), ts))
     buf.is_little_endian = uid.is_little_endian
     buf.is_implicit_VR = uid.is_implicit_VR
     try:
