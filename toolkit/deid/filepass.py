@@ -17,7 +17,7 @@ from __future__ import annotations
 import io
 import os
 import shutil
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -46,9 +46,13 @@ class FileOutcome:
     linkage: tuple[str, str, str, int | None] | None = None  # PHI: never written to the audit
 
     def audit(self) -> dict[str, Any]:
-        rec = {k: v for k, v in asdict(self).items() if k != "linkage" and v not in (None, [], {})}
+        # the fields but linkage, left out when empty (a plain read: dataclasses.asdict deep-copies every value)
+        rec = {k: v for k in _AUDIT_FIELDS if (v := getattr(self, k)) not in (None, [], {})}
         rec["status"] = self.status
         return rec
+
+
+_AUDIT_FIELDS = ("input", "status", "output", "sop_class", "reason", "actions", "leaks")
 
 
 @dataclass(frozen=True)
@@ -258,7 +262,10 @@ class _Either:
     retained: frozenset[bytes] = frozenset()
 
     def leaks(self, data: bytes | memoryview) -> bool:
-        return self.own.leaks(data) or self.run.leaks(data, self.retained)
+        from segkit.deid.verify import Scan
+
+        scan = Scan(data)  # lower-cased and tokenised once for both searches
+        return self.own.leaks(scan) or self.run.leaks(scan, self.retained)
 
 
 def _mark_elements(profile: Any) -> list[Any]:

@@ -16,16 +16,16 @@ import re
 import struct
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any, Iterable
 
-from segkit.deid.verify import MIN_TEXT, name_variants
+from segkit.deid.verify import MIN_TEXT, Scan, name_variants
 
 __all__ = ["RunDictionary", "gather_identifiers", "build_run_dictionary", "retained_tokens"]
 
 #: identifying IDs (top level or nested): patient IDs, other IDs, accession, MRN-like numbers
 _ID_KEYWORDS = {0x00100020, 0x00101000, 0x00080050, 0x00401001, 0x00321032, 0x00380010, 0x00401000}
 _TOKEN = re.compile(rb"[a-z0-9\x80-\xff]+")
-_UID_TOKEN = re.compile(rb"(?<![0-9.])[0-9]+(?:\.[0-9]+)+(?![0-9.])")
 #: values segkit writes itself (dummies) and the placeholder words test files put in name fields
 #: ("Test", "Name", "Anonymous"): words, not identifiers of a person, when found in another file
 _OWN = {b"anonymous", b"anonymized", b"anonymised", b"test", b"name", b"patient", b"unknown", b"phantom",
@@ -316,14 +316,15 @@ class RunDictionary:
         return cls({k: frozenset(v) for k, v in index.items()}, frozenset(u.encode("ascii", "replace") for u in uids),
                    count)
 
-    def leaks(self, data: bytes | memoryview, retained: frozenset[bytes] = frozenset()) -> bool:
+    def leaks(self, data: "bytes | memoryview | Scan", retained: frozenset[bytes] = frozenset()) -> bool:
         """True when an identifier of any input occurs in *data* as a whole word (or a UID as a whole UID).
 
         *retained*: the words of the structural text this file keeps by the profile (Manufacturer,
         Code Meaning …); another input's name made only of such words is a word of the study here.
         """
-        low = bytes(data).lower()
-        if self.uids and not self.uids.isdisjoint(_UID_TOKEN.findall(low)):
+        scan = Scan.of(data)
+        low = scan.low
+        if self.uids and not self.uids.isdisjoint(scan.uid_tokens()):
             return True
         if not self.index:
             return False
@@ -335,11 +336,17 @@ class RunDictionary:
         for ident in candidates:
             if retained and all(t in retained for t in _TOKEN.findall(ident)):
                 continue
-            left = rb"(?<![0-9])" if ident.isdigit() else rb"(?<![a-z0-9_])"
-            right = rb"(?![0-9])" if ident.isdigit() else rb"(?![a-z0-9_])"
-            if re.search(left + re.escape(ident) + right, low):
+            if _bounded(ident).search(low):
                 return True
         return False
+
+
+@lru_cache(maxsize=4096)
+def _bounded(ident: bytes) -> re.Pattern[bytes]:
+    """*ident* as a whole word (a number: not inside a longer number), compiled once per process."""
+    left = rb"(?<![0-9])" if ident.isdigit() else rb"(?<![a-z0-9_])"
+    right = rb"(?![0-9])" if ident.isdigit() else rb"(?![a-z0-9_])"
+    return re.compile(left + re.escape(ident) + right)
 
 
 def build_run_dictionary(paths: list[str], workers: int, *, keep_uids: bool = False) -> RunDictionary:

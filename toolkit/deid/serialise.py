@@ -74,16 +74,53 @@ def serialise(ds: Any, ts: str, constant: dict[int, tuple[Any, dict[Any, bytes]]
             d[pixel_tag] = pixel
         d.update(after_elems)
     header = buf.getvalue()
-    encodings = ds.get("SpecificCharacterSet", None) or None
-    parts = []
-    for elems in ([pixel_tag] if pixel is not None else [], sorted(after, key=int)):
+    little, implicit = uid.is_little_endian, uid.is_implicit_VR
+    as_read = ds.original_encoding == (implicit, little)
+    encodings: Any = _UNSET
+    parts = [b"", b""]
+    for i, elems in enumerate(([pixel_tag] if pixel is not None else [], sorted(after, key=int))):
+        if not elems:
+            continue
         fp = DicomBytesIO()
-        fp.is_little_endian = uid.is_little_endian
-        fp.is_implicit_VR = uid.is_implicit_VR
+        fp.is_little_endian = little
+        fp.is_implicit_VR = implicit
         for t in elems:
-            write_data_element(fp, ds.get_item(t), encodings)
-        parts.append(fp.getvalue())
+            elem = ds.get_item(t)
+            if as_read and (stored := _stored(elem, little, implicit)) is not None:
+                fp.write(stored)  # what write_data_element writes for this raw element, without its buffers
+                continue
+            if encodings is _UNSET:
+                encodings = ds.get("SpecificCharacterSet", None) or None
+            write_data_element(fp, elem, encodings)
+        parts[i] = fp.getvalue()
     return header, parts[0], parts[1]
+
+
+_UNSET = object()
+
+
+def _stored(elem: Any, little: bool, implicit: bool) -> bytes | None:
+    """Tag, VR, length and value of a raw element read in this encoding (the pixel data, mostly), else ``None``.
+
+    Only a raw element with a known VR (or implicit VR) and a defined length: pydicom's
+    ``write_data_element`` writes such an element's bytes as read, after the same header.
+    """
+    if not elem.is_raw or elem.length == 0xFFFFFFFF or elem.VR in ("SQ", "UN") or (elem.VR is None and not implicit):
+        return None
+    import struct
+
+    value = elem.value
+    if not isinstance(value, bytes):
+        return None
+    e = "<" if little else ">"
+    tag = elem.tag
+    if implicit:
+        return struct.pack(f"{e}HHL", tag >> 16, tag & 0xFFFF, len(value)) + value
+    if elem.VR in _LONG_VRS:
+        return struct.pack(f"{e}HH2s2xL", tag >> 16, tag & 0xFFFF, elem.VR.encode(), len(value)) + value
+    if len(value) <= 0xFFFF:
+        return struct.pack(f"{e}HH2sH", tag >> 16, tag & 0xFFFF, elem.VR.encode(), len(value)) + value
+    return None
 
 
 _LONG_VRS = {"OB", "OD", "OF", "OL", "OV", "OW", "SQ", "SV", "UC", "UN", "UR", "UT", "UV"}

@@ -28,13 +28,14 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any, Callable, Iterable
 
-__all__ = ["PhiCollector", "Verifier", "locate_leaks", "MIN_TEXT", "date_variants", "name_variants"]
+__all__ = ["PhiCollector", "Verifier", "Scan", "locate_leaks", "MIN_TEXT", "date_variants", "name_variants"]
 
 #: shortest identifier searched for in the bytes (shorter ones match random bytes)
 MIN_TEXT = 4
 _PRINTABLE_RUN = re.compile(rb"[\x20-\x7e]{6,}")
 _SPLIT = re.compile(r"[\\\x00]")
 _UID_LIKE = re.compile(r"^[0-9]+(\.[0-9]+){2,}$")
+_NAME_WORDS = re.compile(r"[\s,.\-]+")  # what separates the words of a name component
 _NUMBER_LIKE = re.compile(r"^[-+]?[0-9]*\.?[0-9]+([eE][-+]?[0-9]+)?$")
 
 
@@ -59,7 +60,7 @@ def name_variants(pn: str) -> tuple[list[str], list[str]]:
         if given:
             forms += [f"{given} {family}", f"{family}, {given}", f"{family} {given}", f"{family},{given}"]
         for p in parts:
-            comps += [w for w in re.split(r"[\s,.\-]+", p) if w]
+            comps += [w for w in _NAME_WORDS.split(p) if w]
     return forms, comps
 
 
@@ -298,6 +299,30 @@ _UID_TOKEN = re.compile(rb"(?<![0-9.])[0-9]+(?:\.[0-9]+)+(?![0-9.])")
 _UID_TOKEN_STR = re.compile(r"(?<![0-9.])[0-9]+(?:\.[0-9]+)+(?![0-9.])")
 
 
+class Scan:
+    """Output bytes prepared once for every search of them: lower-cased, and their UID-like tokens (on first use).
+
+    The file's own :class:`Verifier` and the run's dictionary (:mod:`segkit.deid.rundict`) search the
+    same bytes; with a ``Scan`` they lower-case them and list their UID tokens once between them.
+    """
+
+    __slots__ = ("low", "_uid_tokens")
+
+    def __init__(self, data: bytes | memoryview) -> None:
+        self.low = bytes(data).lower()
+        self._uid_tokens: frozenset[bytes] | None = None
+
+    @classmethod
+    def of(cls, data: "bytes | memoryview | Scan") -> "Scan":
+        return data if isinstance(data, Scan) else cls(data)
+
+    def uid_tokens(self) -> frozenset[bytes]:
+        """Every UID-like token of the bytes (see ``_UID_TOKEN``)."""
+        if self._uid_tokens is None:
+            self._uid_tokens = frozenset(_UID_TOKEN.findall(self.low))
+        return self._uid_tokens
+
+
 @dataclass(frozen=True)
 class Verifier:
     """The search of one file's identifiers: a compiled multi-pattern search, UID tokens, private tokens."""
@@ -306,12 +331,13 @@ class Verifier:
     uids: frozenset[bytes]
     weak: frozenset[bytes]
 
-    def leaks(self, data: bytes | memoryview) -> bool:
+    def leaks(self, data: "bytes | memoryview | Scan") -> bool:
         """True when any identifier occurs in *data* (the output bytes without the pixel data value)."""
-        low = bytes(data).lower()
+        scan = Scan.of(data)
+        low = scan.low
         if self.pattern is not None and self.pattern.search(low):
             return True
-        if self.uids and not self.uids.isdisjoint(_UID_TOKEN.findall(low)):
+        if self.uids and not self.uids.isdisjoint(scan.uid_tokens()):
             return True
         if self.weak:
             for run in _PRINTABLE_RUN.findall(low):
