@@ -144,6 +144,7 @@ _B32 = "abcdefghijklmnopqrstuvwxyz234567"  # RFC 4648 base-32, lower case
 _B32_SHIFTS = tuple(75 - 5 * i for i in range(16))  # 16 characters of 5 bits from an 80-bit integer
 
 
+@lru_cache(maxsize=65536)  # a pure function of its arguments; a patient's dates recur in every file
 def shift_date(value: str, days: int) -> str | None:
     """Shift a DA value (``YYYYMMDD``; also the legacy ``YYYY.MM.DD``) by *days*.
 

@@ -89,24 +89,15 @@ class PhiCollector:
 
     def add_name(self, value: str) -> None:
         """A person name in every form it is commonly written."""
-        for v in _SPLIT.split(value):
-            forms, comps = name_variants(v)
-            for f in forms:
-                if len(f) >= 3:
-                    self.text.add(f)
-            for c in comps:
-                if len(c) >= MIN_TEXT:
-                    self.text.add(c)
-                elif len(c) >= 3:
-                    self.short_text.add(c)
+        text, short = _name_terms(value)
+        self.text.update(text)
+        self.short_text.update(short)
 
     def add_date(self, value: str) -> None:
         """A DA value, or the date part of a DT value."""
-        for v in _SPLIT.split(value):
-            v = v.strip().replace(".", "").replace("-", "")
-            if len(v) >= 8 and v[:8].isdigit():
-                self.text.update(date_variants(v[:8])[1:])
-                self.dates.add(v[:8])
+        text, dates = _date_terms(value)
+        self.text.update(text)
+        self.dates.update(dates)
 
     def add_uid(self, value: str) -> None:
         """Instance UIDs (registered DICOM UIDs such as SOP classes are public constants, not PHI)."""
@@ -178,6 +169,38 @@ class PhiCollector:
             return text
 
         return scrub
+
+
+# The terms of a value depend on the value alone, and a patient's names and dates recur in every
+# file of the patient: they are derived once per process.
+@lru_cache(maxsize=16384)
+def _name_terms(value: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """``(searched text, short text)`` of a PN value (see :meth:`PhiCollector.add_name`)."""
+    text: list[str] = []
+    short: list[str] = []
+    for v in _SPLIT.split(value):
+        forms, comps = name_variants(v)
+        text += [f for f in forms if len(f) >= 3]
+        for c in comps:
+            if len(c) >= MIN_TEXT:
+                text.append(c)
+            elif len(c) >= 3:
+                short.append(c)
+    return tuple(text), tuple(short)
+
+
+@lru_cache(maxsize=16384)
+def _date_terms(value: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """``(the other ways the dates are written, YYYYMMDD dates)`` of a DA or DT value (see
+    :meth:`PhiCollector.add_date`)."""
+    text: list[str] = []
+    dates: list[str] = []
+    for v in _SPLIT.split(value):
+        v = v.strip().replace(".", "").replace("-", "")
+        if len(v) >= 8 and v[:8].isdigit():
+            text += date_variants(v[:8])[1:]
+            dates.append(v[:8])
+    return tuple(text), tuple(dates)
 
 
 @lru_cache(maxsize=512)
