@@ -98,13 +98,15 @@ class Keyring:
         self.uid = lru_cache(maxsize=65536)(self._uid)  # type: ignore[method-assign]
         self.patient = lru_cache(maxsize=4096)(self._patient)  # type: ignore[method-assign]
         self.shift_days = lru_cache(maxsize=4096)(self._shift_days)  # type: ignore[method-assign]
+        # the study and series folder names and the dummies (an accession number …) recur in a series too
+        self.short = lru_cache(maxsize=65536)(self._short)  # type: ignore[method-assign]
 
     def digest(self, domain: str, value: str) -> bytes:
         """HMAC-SHA256 of *value* in a separate *domain* (so a UID and an ID never collide)."""
         # hmac.digest: OpenSSL's one-shot HMAC, the same bytes as hmac.new(...).digest() without its Python objects
         return hmac.digest(self._key, f"{domain}\x00{value}".encode("utf-8", "surrogateescape"), "sha256")
 
-    def short(self, domain: str, value: str, n: int = 12) -> str:
+    def _short(self, domain: str, value: str, n: int = 12) -> str:
         """A short lower-case base-32 token (for file names and pseudonyms).
 
         The first *n* characters of the RFC 4648 base-32 text of the digest; up to 16 of them
