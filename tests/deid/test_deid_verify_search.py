@@ -61,3 +61,22 @@ def test_verifier_of_a_collector_uses_the_trie() -> None:
         assert v.leaks(hit)
     for miss in (b"alonsos", b"47110420", b"120210315", b"quixoteville"):
         assert not v.leaks(miss)
+
+
+def test_scan_tokens_are_the_regex_tokens() -> None:
+    """Scan cuts UID tokens and word tokens with translate + split: the same sets as the regexes' findall."""
+    import re
+
+    from segkit.deid.verify import _UID_TOKEN, Scan
+
+    word = re.compile(rb"[a-z0-9\x80-\xff]+")
+    rng = random.Random(20261207)
+    pieces = [b"1.2", b"1.2.840.10008", b"..", b".", b"1.", b".5", b"12..3", b"2.25.1234", b"a1.2", b"1.2b",
+              b"\x00", b" ", b"\\", b"\t", b"\n", b"\x0b", b"\x1c", b"x", b"Ab", b"\xc3\xa9", b"\xff", b"_", b"-"]
+    for _ in range(3000):
+        data = b"".join(rng.choice(pieces) for _ in range(rng.randint(0, 30)))
+        if rng.random() < 0.3:
+            data += bytes(rng.randrange(256) for _ in range(rng.randint(0, 40)))
+        scan = Scan(data)
+        assert scan.uid_tokens() == frozenset(_UID_TOKEN.findall(scan.low)), data
+        assert scan.words() == frozenset(word.findall(scan.low)), data

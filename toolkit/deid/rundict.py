@@ -329,7 +329,7 @@ class RunDictionary:
         if not self.index:
             return False
         candidates = set()
-        for token in set(_TOKEN.findall(low)):
+        for token in scan.words():  # the set of _TOKEN.findall(low)
             hit = self.index.get(token)
             if hit:
                 candidates |= hit
