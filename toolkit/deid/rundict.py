@@ -118,6 +118,10 @@ _NOT_EXPLICIT_LE = frozenset({"1.2.840.10008.1.2", "1.2.840.10008.1.2.2", "1.2.8
 _SCAN_HEAD = 1 << 20  # bytes read at first: the header of nearly every file (pixel data is not needed)
 
 
+_HEAD = struct.Struct("<HH2sH").unpack_from  # group, element, VR, 16-bit length
+_LONG_LENGTH = struct.Struct("<L").unpack_from
+
+
 class _Unscannable(Exception):
     """The raw scan met something it leaves to pydicom."""
 
@@ -165,11 +169,17 @@ def _scan_identifiers(path: str) -> _Found | None:
         for v in value.decode(codec, "replace").split("\\"):
             v = v.strip("\x00 ")
             if vr == b"PN":
-                forms, comps = name_variants(v)
-                names.update(f for f in forms + comps if len(f) >= MIN_TEXT)
+                names.update(_name_words(v))
             elif len(v) >= MIN_TEXT:
                 ids.add(v)
     return frozenset(names), frozenset(ids), frozenset(uids)
+
+
+@lru_cache(maxsize=16384)  # a patient's names recur in every file of the patient
+def _name_words(pn: str) -> tuple[str, ...]:
+    """The forms and components of a person name searched for (:func:`~segkit.deid.verify.name_variants`)."""
+    forms, comps = name_variants(pn)
+    return tuple(f for f in forms + comps if len(f) >= MIN_TEXT)
 
 
 def _scan_meta(buf: bytes) -> tuple[int, str | None]:
@@ -199,14 +209,14 @@ def _scan_meta(buf: bytes) -> tuple[int, str | None]:
 def _scan_dataset(buf: bytes, pos: int, end: int, found: list[tuple[bytes, int, bytes]], charset: list[bytes],
                   *, top: bool = False, complete: bool = True, gather: bool = True, item: bool = False) -> int:
     """Scan the elements of one dataset from *pos* to *end* (or its item delimiter); the position after it."""
-    unpack = struct.unpack_from
+    head, long_length = _HEAD, _LONG_LENGTH
     size = len(buf)
     while pos < end:
         if pos + 8 > size:
             if top and complete and pos == size:
                 return pos
             raise _Unscannable  # truncated, or a header longer than what was read
-        group, element = unpack("<HH", buf, pos)
+        group, element, vr, length = head(buf, pos)  # tag, VR and the short form's length in one unpack
         tag = group << 16 | element
         if tag == _ITEM_END:
             if not item:
@@ -214,14 +224,12 @@ def _scan_dataset(buf: bytes, pos: int, end: int, found: list[tuple[bytes, int, 
             return pos + 8
         if top and tag in _PIXEL_TAGS:
             return pos
-        vr = buf[pos + 4:pos + 6]
         if vr in _LONG_VRS:
             if pos + 12 > size:
                 raise _Unscannable
-            (length,) = unpack("<L", buf, pos + 8)
+            (length,) = long_length(buf, pos + 8)
             start = pos + 12
         elif vr in _SHORT_VRS:
-            (length,) = unpack("<H", buf, pos + 6)
             start = pos + 8
         else:
             raise _Unscannable
