@@ -418,3 +418,20 @@ def test_short_tokens_are_the_base32_prefix_of_the_digest() -> None:
         value = f"1.2.826.0.1.{i * 7919}"
         for n in (1, 10, 12, 16, 20):
             assert kr.short("dir", value, n) == base64.b32encode(kr.digest("dir", value)).decode()[:n].lower()
+
+
+def test_write_parts_goes_on_after_short_writes(tmp_path, monkeypatch):
+    """The output is written with writev; a short write (allowed by POSIX) is continued, not lost."""
+    import os as _os
+
+    from segkit.deid.filepass import _write_parts
+
+    real = _os.writev
+
+    def short(fd, views):  # at most 7 bytes per call, as a full disk or a signal might cut it
+        return real(fd, [bytes(b"".join(bytes(v) for v in views)[:7])])
+
+    monkeypatch.setattr(_os, "writev", short)
+    parts = (b"header-" * 5, b"", b"pixels" * 11, b"tail")
+    _write_parts(tmp_path / "f.dcm", parts)
+    assert (tmp_path / "f.dcm").read_bytes() == b"".join(parts)
