@@ -16,6 +16,7 @@ from pydicom.multival import MultiValue
 from pydicom.sequence import Sequence
 from pydicom.uid import UID_dictionary
 
+from segkit.deid.peek import sequence_items
 from segkit.deid.profile import Profile
 from segkit.deid.pseudonym import Keyring, shift_date, shift_datetime
 from segkit.deid.verify import PhiCollector
@@ -197,9 +198,13 @@ class Deidentifier:
                     r.to_clean.append((ds, tag, vr))
                 continue
             if vr == "SQ" or not raw.is_raw and raw.VR == "SQ":
-                elem = ds[tag]
-                # gather everything identifying inside, then apply the action to the sequence
-                for item in elem.value:
+                # gather everything identifying inside, then apply the action to the sequence (one that is
+                # removed is read without being converted)
+                items = sequence_items(ds, raw) if action == "X" else None
+                if items is None:
+                    elem = ds[tag]
+                    items = elem.value
+                for item in items:
                     self._walk(item, r)
                 if action == "X":
                     del d[tag]

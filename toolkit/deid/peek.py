@@ -1,4 +1,4 @@
-"""Read an element's value as pydicom would give it, without converting the stored element.
+"""Read an element's value (or a sequence's items) as pydicom would give it, without converting the stored element.
 
 pydicom converts a raw element on first access and keeps the converted element in the dataset;
 the serialiser (:mod:`segkit.deid.serialise`) then writes it through pydicom's writer instead of
@@ -19,7 +19,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-__all__ = ["value", "REQUIRED"]
+__all__ = ["value", "REQUIRED", "sequence_items"]
 
 _UNDEFINED = 0xFFFFFFFF
 _MISSING = object()
@@ -91,3 +91,50 @@ def _settings_allow() -> bool:
 
         _config = config
     return not _config.datetime_conversion and _config.settings.reading_validation_mode != _config.RAISE
+
+
+_PIXEL_REPRESENTATION = 0x00280103
+
+
+def sequence_items(ds: Any, raw: Any) -> Any:
+    """The items of the raw sequence element *raw* of *ds*, read as ``ds[tag].value`` reads them; ``None`` if not
+    possible.
+
+    For a sequence the walk removes: its items are walked for the identifiers they hold, then the
+    element is deleted, so converting it (pydicom's hooks, a ``DataElement``, ``__setitem__``)
+    is wasted work.  The items are read by the same ``read_sequence`` call pydicom's conversion
+    makes, and what that conversion does to *ds* besides is repeated: the pixel representation
+    handed to the items (``_pixel_rep``) and *ds*'s Pixel Representation read, left raw when
+    canonical (see :func:`value`).  Anything else (an implicit VR or deferred element, an error
+    while reading) returns ``None``: the caller converts the element as before.
+    """
+    data = raw.value
+    if not raw.is_raw or raw.VR != "SQ" or raw.is_implicit_VR or not isinstance(data, bytes):
+        return None
+    from io import BytesIO
+
+    from pydicom.filereader import read_sequence
+
+    try:
+        encodings = ds.original_character_set or ds._character_set  # noqa: SLF001 - as Dataset.__getitem__
+        if isinstance(encodings, str):
+            encodings = [encodings]
+        items = read_sequence(BytesIO(data), False, raw.is_little_endian, len(data),
+                              encodings or ["iso8859"], raw.value_tell)
+    except Exception:  # noqa: BLE001 - pydicom's conversion retries other VRs, or raises: let it
+        return None
+    # Dataset._set_pixel_representation, with Pixel Representation read through value()
+    if _PIXEL_REPRESENTATION in ds._dict:  # noqa: SLF001
+        pr = value(ds, _PIXEL_REPRESENTATION)
+    else:
+        pr = getattr(ds, "_pixel_rep", None)
+    if pr is not None:
+        ds._pixel_rep = int(b"\x01" in pr) if isinstance(pr, bytes) else pr  # noqa: SLF001
+    for item in items:
+        if _PIXEL_REPRESENTATION in item._dict:  # noqa: SLF001
+            pr = item._dict[_PIXEL_REPRESENTATION].value  # noqa: SLF001
+            if pr is not None:
+                item._pixel_rep = int(b"\x01" in pr) if isinstance(pr, bytes) else pr  # noqa: SLF001
+        elif hasattr(ds, "_pixel_rep"):
+            item._pixel_rep = ds._pixel_rep  # noqa: SLF001
+    return items
