@@ -78,5 +78,47 @@ def test_scan_tokens_are_the_regex_tokens() -> None:
         if rng.random() < 0.3:
             data += bytes(rng.randrange(256) for _ in range(rng.randint(0, 40)))
         scan = Scan(data)
-        assert scan.uid_tokens() == frozenset(_UID_TOKEN.findall(scan.low)), data
+        tokens = frozenset(_UID_TOKEN.findall(scan.low))
+        assert scan.uid_tokens() == tokens, data
         assert scan.words() == frozenset(word.findall(scan.low)), data
+        uids = frozenset(rng.sample([b"1.2", b"1.2.840.10008", b"..", b"1.", b".5", b"12..3", b"2.25.1234", b"1..2",
+                                     b"12", b"1.2b", b"a1.2"], rng.randint(0, 4)))
+        assert scan.holds_uid(uids) == (not uids.isdisjoint(tokens)), (data, uids)
+
+
+def test_keys_pass_wherever_the_pattern_matches() -> None:
+    """The cheap token test before the search never skips bytes the pattern would match (it only saves work)."""
+    from segkit.deid.verify import Scan, _keys
+
+    rng = random.Random(20261208)
+    for _ in range(400):
+        text, dates = _identifiers(rng)
+        plain = _compile_plain(text, dates)
+        keys = _keys(text, dates)
+        planted = [t[: rng.randint(1, len(t))] if rng.random() < 0.2 else t for t in text]
+        planted += [d.encode() + rng.choice([b"", b"12", b"1200", b"120000", b"123456.5+0100", b"9", b"1234567"])
+                    for d in dates]
+        planted += [rng.choice([b"_", b"x", b"1", b" ", b"\xc3", b"-"]) + rng.choice(planted or [b"a"])
+                    + rng.choice([b"_", b"x", b"1", b" ", b"\xa9", b"."]) for _ in range(3)]
+        for _ in range(20):
+            scan = Scan(_data(rng, planted))
+            if plain is not None and plain.search(scan.low):
+                assert keys.may_match(scan), (text, dates, scan.low)
+
+
+def test_verifier_with_and_without_keys_agree() -> None:
+    from segkit.deid.verify import Verifier
+
+    rng = random.Random(20261209)
+    for _ in range(200):
+        col = PhiCollector()
+        for _ in range(rng.randint(1, 6)):
+            rng.choice([col.add_name, col.add_text, col.add_date])(rng.choice(
+                ["Quixote^Alonso", "MRN4711042", "4711042", "20210315", "Fakeville General", "Dr. Ann O'Neil",
+                 "Müller^Jürgen", "A1", "x_y", "2020-01-02", "19991231123000", "----", "-- . --"]))
+        v = col.verifier("latin-1")
+        plain = Verifier(v.pattern, v.uids, v.weak)
+        for _ in range(20):
+            data = _data(rng, [b"alonso quixote", b"mrn4711042", b"4711042", b"20210315", b"2021-03-15", b"fakeville",
+                               b"m\xfcller", b"x_y", b"19991231", b"a1", b"----", b"-- . --"])
+            assert v.leaks(data) == plain.leaks(data)

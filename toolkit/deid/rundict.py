@@ -332,7 +332,7 @@ class RunDictionary:
         """
         scan = Scan.of(data)
         low = scan.low
-        if self.uids and not self.uids.isdisjoint(scan.uid_tokens()):
+        if self.uids and scan.holds_uid(self.uids):
             return True
         if not self.index:
             return False

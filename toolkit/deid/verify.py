@@ -150,8 +150,9 @@ class PhiCollector:
         text = _encoded(frozenset(self.text), charset)
         # a removed private value that a kept element legitimately repeats is no identifier
         weak = frozenset(w for w in self.weak if w.decode("ascii") not in self.retained and w not in text)
-        return Verifier(_compile(text, frozenset(self.dates)),
-                        frozenset(u.encode("ascii", "replace") for u in self.uids), weak)
+        dates = frozenset(self.dates)
+        return Verifier(_compile(text, dates), frozenset(u.encode("ascii", "replace") for u in self.uids), weak,
+                        _keys(text, dates))
 
     def scrubber(self) -> Callable[[str, str], str] | None:
         """``scrub(text, replacement)``: this file's identifiers in free text replaced (the clean action)."""
@@ -285,6 +286,55 @@ def _compile(text: frozenset[bytes], dates: frozenset[str] = frozenset()) -> re.
     return re.compile(b"|".join(branches))
 
 
+@dataclass(frozen=True)
+class _Keys:
+    """Tokens of which the bytes must hold one for :func:`_compile`'s pattern to match: a test cheaper than the
+    search itself, which then runs only when it passes.
+
+    A match of a text identifier is bounded by bytes outside ``[a-z0-9_]``, so each maximal run of
+    ``[a-z0-9_]`` bytes in the identifier is a maximal run of the bytes too (one per identifier is
+    kept, the longest); a digit ID of 6+ digits is a whole maximal run of digits; a date is the
+    head of a maximal digit run of 8, 10, 12 or 14 digits (a DT's time digits follow it, and
+    whatever follows them is no digit).  An identifier with no ``[a-z0-9_]`` byte (``----``) is
+    looked for as it is.
+    """
+
+    words: frozenset[bytes]
+    numbers: frozenset[bytes]
+    dates: frozenset[bytes]
+    bare: frozenset[bytes] = frozenset()
+
+    def may_match(self, scan: "Scan") -> bool:
+        if self.words and not self.words.isdisjoint(scan.idents()):
+            return True
+        if self.bare and any(b in scan.low for b in self.bare):
+            return True
+        if self.numbers or self.dates:
+            runs = scan.digit_runs()
+            if self.numbers and not self.numbers.isdisjoint(runs):
+                return True
+            if self.dates and any(len(r) in (8, 10, 12, 14) and r[:8] in self.dates for r in runs):
+                return True
+        return False
+
+
+@lru_cache(maxsize=1024)
+def _keys(text: frozenset[bytes], dates: frozenset[str] = frozenset()) -> _Keys:
+    """The :class:`_Keys` of :func:`_compile`'s pattern (the same identifiers, split into the same kinds)."""
+    numbers = {t for t in text if t.isdigit() and len(t) >= 6}
+    words = set()
+    bare = set()
+    for t in text - numbers:
+        if not t:
+            continue
+        runs = t.translate(_IDENT_RUNS).split()
+        if runs:
+            words.add(max(runs, key=len))
+        else:
+            bare.add(t)
+    return _Keys(frozenset(words), frozenset(numbers), frozenset(d.encode("ascii") for d in dates), frozenset(bare))
+
+
 def _trie(words: set[bytes], end: bytes) -> bytes:
     """A regex matching any of *words* followed by *end* (its alternatives share their prefixes)."""
     alternatives = []
@@ -329,12 +379,14 @@ class Scan:
     same bytes; with a ``Scan`` they lower-case them and list their UID tokens once between them.
     """
 
-    __slots__ = ("low", "_uid_tokens", "_words")
+    __slots__ = ("low", "_uid_runs", "_words", "_idents", "_digit_runs")
 
     def __init__(self, data: bytes | memoryview) -> None:
         self.low = bytes(data).lower()
-        self._uid_tokens: frozenset[bytes] | None = None
+        self._uid_runs: frozenset[bytes] | None = None
         self._words: frozenset[bytes] | None = None
+        self._idents: frozenset[bytes] | None = None
+        self._digit_runs: list[bytes] | None = None
 
     @classmethod
     def of(cls, data: "bytes | memoryview | Scan") -> "Scan":
@@ -348,10 +400,20 @@ class Scan:
         cut out by ``bytes.translate`` and ``split`` (C loops, several times faster than the
         regex's try at every position).
         """
-        if self._uid_tokens is None:
-            self._uid_tokens = frozenset(r for r in self.low.translate(_UID_RUNS).split()
-                                         if r[0] != 0x2E and r[-1] != 0x2E and b"." in r and b".." not in r)
-        return self._uid_tokens
+        return frozenset(r for r in self._digit_dot_runs() if _uid_shaped(r))
+
+    def holds_uid(self, uids: frozenset[bytes]) -> bool:
+        """Whether one of *uids* is a UID token of the bytes: ``not uids.isdisjoint(self.uid_tokens())``.
+
+        A UID token is a maximal run of digits and dots shaped like a UID, so the runs that are
+        one of *uids* are found first (a set intersection) and only they are checked for shape.
+        """
+        return any(_uid_shaped(u) for u in uids.intersection(self._digit_dot_runs()))
+
+    def _digit_dot_runs(self) -> frozenset[bytes]:
+        if self._uid_runs is None:
+            self._uid_runs = frozenset(self.low.translate(_UID_RUNS).split())
+        return self._uid_runs
 
     def words(self) -> frozenset[bytes]:
         """The word tokens of the bytes: the set ``findall`` of ``[a-z0-9\\x80-\\xff]+`` gives (maximal runs)."""
@@ -360,12 +422,32 @@ class Scan:
         return self._words
 
 
+    def idents(self) -> frozenset[bytes]:
+        """The maximal runs of ``[a-z0-9_]`` bytes (what bounds a text identifier's match)."""
+        if self._idents is None:
+            self._idents = frozenset(self.low.translate(_IDENT_RUNS).split())
+        return self._idents
+
+    def digit_runs(self) -> list[bytes]:
+        """The maximal runs of digits (what bounds a digit ID's or a date's match)."""
+        if self._digit_runs is None:
+            self._digit_runs = self.low.translate(_DIGIT_RUNS).split()
+        return self._digit_runs
+
+
+def _uid_shaped(run: bytes) -> bool:
+    """Whether a run of digits and dots is shaped like a UID: digits, then dot and digits once or more."""
+    return run[:1] != b"." and run[-1:] != b"." and b"." in run and b".." not in run
+
+
 def _runs_table(keep: bytes) -> bytes:
     """A ``bytes.translate`` table keeping the bytes of *keep* and turning every other byte into a space."""
     return bytes(b if b in keep else 0x20 for b in range(256))
 
 
 _UID_RUNS = _runs_table(b"0123456789.")
+_IDENT_RUNS = _runs_table(b"abcdefghijklmnopqrstuvwxyz0123456789_")
+_DIGIT_RUNS = _runs_table(b"0123456789")
 _WORD_RUNS = _runs_table(b"abcdefghijklmnopqrstuvwxyz0123456789" + bytes(range(0x80, 0x100)))
 
 
@@ -376,14 +458,15 @@ class Verifier:
     pattern: re.Pattern[bytes] | None
     uids: frozenset[bytes]
     weak: frozenset[bytes]
+    keys: _Keys | None = None  # a cheap test the bytes pass whenever the pattern matches (None: no test)
 
     def leaks(self, data: "bytes | memoryview | Scan") -> bool:
         """True when any identifier occurs in *data* (the output bytes without the pixel data value)."""
         scan = Scan.of(data)
         low = scan.low
-        if self.pattern is not None and self.pattern.search(low):
+        if self.pattern is not None and (self.keys is None or self.keys.may_match(scan)) and self.pattern.search(low):
             return True
-        if self.uids and not self.uids.isdisjoint(scan.uid_tokens()):
+        if self.uids and scan.holds_uid(self.uids):
             return True
         # a printable run's piece equal to a weak token contains it: no token in the bytes, no run to split
         if self.weak and any(w in low for w in self.weak):
