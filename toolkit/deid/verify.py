@@ -14,9 +14,10 @@ dates, UIDs, addresses, free text, private text) in the forms it can take in a f
 
 :class:`Verifier` searches the written bytes (everything but the pixel data value) in memory:
 one compiled multi-pattern search for names, IDs and dates (the same for every file of a
-patient, so compiled once and cached), one fixed pattern that lists every UID-like token to
-intersect with the file's UIDs, and the printable runs matched against the removed private or
-unknown values.  Matches are bounded: a value must not be part of a longer word or number
+patient, so compiled once and cached; it runs only when the bytes hold one of the identifiers'
+tokens), the UID-like tokens (maximal runs of digits and dots) intersected with the file's UIDs,
+and the printable runs matched against the removed private or unknown values; :class:`Scan`
+prepares the bytes once for these searches and the run dictionary's.  Matches are bounded: a value must not be part of a longer word or number
 (a UID not a prefix of a longer UID; digit IDs and dates not inside longer numbers), which
 keeps random binary bytes from raising false alarms.  Only on a hit is the output parsed, to
 name the tag path of every survivor (never its value).
