@@ -15,11 +15,13 @@ from pathlib import Path
 import pydicom
 import pytest
 from pydicom.dataset import Dataset
+from pydicom.multival import MultiValue
 
 from tests.helpers.deid_builders import (audit_records as _audit, bundled_root as _bundled_root,
                                          dicom_files as _dicom_files, input_identifiers as _identifiers,
                                          phi_mr as _phi_mr, tree_bytes as _tree_bytes)
 from segkit.deid import AUDIT_NAME, Keyring, anonymize_tree
+from segkit.deid.profile import DEFAULT_OPTIONS
 from segkit.errors import LeakError, UsageError
 
 KEY = b"\x07" * 32
@@ -212,6 +214,49 @@ def test_planted_identifiers_are_removed_by_the_default_profile(tmp_path):
     assert not any(e.tag.is_private for e in ds)
     assert ds.ImageComments == "Seen by Dr. Who; patient *** (***) on ***"
     assert ds.Manufacturer == "*** Imaging"  # kept because structural, scrubbed all the same
+
+
+def _uids(path: Path) -> tuple[str, ...]:
+    """Every UID of a file (the file meta's Media Storage SOP Instance UID included), sorted."""
+    ds = pydicom.dcmread(path)
+    found = [str(ds.file_meta.MediaStorageSOPInstanceUID)]
+    for elem in ds.iterall():
+        if elem.VR == "UI" and elem.value:
+            found += [str(v) for v in (elem.value if isinstance(elem.value, MultiValue) else [elem.value])]
+    return tuple(sorted(found))
+
+
+def test_retain_uids_keeps_every_uid_without_a_leak_and_still_removes_names(synth_cohort_copy, tmp_path):
+    """With the Retain UIDs option the inputs' UIDs are kept on purpose: verify must not count them as
+    identifiers (it did for the file meta's (0002,0003) and quarantined every file), while names are
+    still removed, and caught when a profile lets one through."""
+    src = synth_cohort_copy
+    planted = _dicom_files(src)[0]
+    ds = pydicom.dcmread(planted)
+    ds.OtherPatientNames = "Quixote^Alonso"
+    ds.ImageComments = "Seen with Alonso Quixote"
+    ds.save_as(planted)
+    options = sorted(DEFAULT_OPTIONS | {"retain_uids"})
+    out = tmp_path / "out"
+    summary = anonymize_tree(src, out, KEY, options=options, workers=1)
+    records = _audit(out)
+    assert summary.leaked == 0 and not [r for r in records if r["status"] == "leak" or r.get("leaks")]
+    inputs = _dicom_files(src)
+    assert sum(r["status"] == "written" for r in records) == len(inputs)
+    assert all(r["reason"] == "not a DICOM file" for r in records if r["status"] != "written")
+    assert sorted(_uids(f) for f in _dicom_files(out)) == sorted(_uids(f) for f in inputs)
+    (written,) = [f for f in _dicom_files(out) if pydicom.dcmread(f).SOPInstanceUID == ds.SOPInstanceUID]
+    data = written.read_bytes().lower()
+    assert b"quixote" not in data and b"alonso" not in data
+    # a name the profile lets through is still caught with the option
+    weak = tmp_path / "weak.yaml"
+    weak.write_text("options: [retain-uids]\nactions:\n  OtherPatientNames: K\n")
+    (tmp_path / "one").mkdir()
+    shutil.copy(planted, tmp_path / "one" / "a.dcm")
+    with pytest.raises(LeakError):
+        anonymize_tree(tmp_path / "one", tmp_path / "weak-out", KEY, profile=weak, workers=1)
+    (rec,) = _audit(tmp_path / "weak-out")
+    assert rec["status"] == "leak" and "(0010,1001)" in rec["leaks"]
 
 
 WEAKENINGS = {

@@ -188,7 +188,9 @@ class FilePass:
         study_date = str(peek(ds, 0x00080020, "") or "")
         result = WalkResult()
         meta = getattr(ds, "file_meta", None)
-        if meta is not None:
+        # the file meta's SOP Instance UID is searched for like the walk's UIDs; with the Retain UIDs
+        # option it is kept on purpose (as the walk keeps the dataset's UIDs), so it is no identifier
+        if meta is not None and "retain_uids" not in self.profile.options:
             for tag in (0x00020003,):  # MediaStorageSOPInstanceUID
                 v = peek(meta, tag)
                 if v:
