@@ -41,6 +41,7 @@ _PAPER: dict[str, Any] = {
         "bn_momentum": None,
         "input_mode": "2d",
         "output_prior": None,
+        "full_resolution_skip": False,
         "bottleneck": {"depth": 4, "heads": 8, "hidden": 1024, "dropout": 0.1, "activation": "gelu"},
         **dict.fromkeys(SWITCHES, None),
     },
@@ -50,6 +51,7 @@ _PAPER: dict[str, Any] = {
         "learning_rate": 1.0e-4,
         "schedule": "constant",
         "warmup_epochs": 0,
+        "ema": None,
         "lambda_dice": 1.0,
         "dice_epsilon": 1.0,
         "dice": "slice",
@@ -83,8 +85,8 @@ PRESETS: dict[str, dict[str, Any]] = {"paper": _PAPER, "cpu-small": _CPU_SMALL}
 
 
 #: Settings added after the first runs were recorded, with the value those runs trained with.
-_ADDED_LATER = (("model", "input_mode", "2d"), ("model", "output_prior", None), ("train", "schedule", "constant"),
-                ("train", "warmup_epochs", 0), ("train", "dice", "slice"), ("data", "contrast", None), ("data", "split", None),
+_ADDED_LATER = (("model", "input_mode", "2d"), ("model", "output_prior", None), ("model", "full_resolution_skip", False), ("train", "schedule", "constant"),
+                ("train", "warmup_epochs", 0), ("train", "ema", None), ("train", "dice", "slice"), ("data", "contrast", None), ("data", "split", None),
                 ("data", "dihedral", False))
 
 
