@@ -42,6 +42,7 @@ _PAPER: dict[str, Any] = {
         "input_mode": "2d",
         "output_prior": None,
         "full_resolution_skip": False,
+        "gate_bias": 0.0,
         "bottleneck": {"depth": 4, "heads": 8, "hidden": 1024, "dropout": 0.1, "activation": "gelu"},
         **dict.fromkeys(SWITCHES, None),
     },
@@ -85,7 +86,7 @@ PRESETS: dict[str, dict[str, Any]] = {"paper": _PAPER, "cpu-small": _CPU_SMALL}
 
 
 #: Settings added after the first runs were recorded, with the value those runs trained with.
-_ADDED_LATER = (("model", "input_mode", "2d"), ("model", "output_prior", None), ("model", "full_resolution_skip", False), ("train", "schedule", "constant"),
+_ADDED_LATER = (("model", "input_mode", "2d"), ("model", "output_prior", None), ("model", "full_resolution_skip", False), ("model", "gate_bias", 0.0), ("train", "schedule", "constant"),
                 ("train", "warmup_epochs", 0), ("train", "ema", None), ("train", "dice", "slice"), ("data", "contrast", None), ("data", "split", None),
                 ("data", "dihedral", False))
 
