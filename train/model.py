@@ -189,8 +189,6 @@ def _build_skeleton(cfg: dict[str, Any], seed: int, keras: Any, blocks: Any, mod
         return t
 
     deepest, skips = stages[0], stages[1:] + [None]
-    if cfg.get("full_resolution_skip"):
-        skips[-1] = blocks.ConvBnReLU(int(cfg["decoder_filters"][-1]), name="input_skip")(backbone.input)
     x = refine(deepest, 4)
     if cfg["transformer"]:
         b = cfg["bottleneck"]
@@ -199,8 +197,7 @@ def _build_skeleton(cfg: dict[str, Any], seed: int, keras: Any, blocks: Any, mod
     for stage, (filters, skip) in enumerate(zip(cfg["decoder_filters"], skips), start=1):
         x = L.UpSampling2D(2, name=f"decoder{stage}_upsample")(x)
         if skip is not None:
-            if stage < 4:  # the encoder's stages are refined; the input skip is not an encoder stage
-                skip = refine(skip, 4 - stage)
+            skip = refine(skip, 4 - stage)
             if cfg["attention_gate"]:
                 skip = blocks.EfficientAttentionGate(max(1, filters // 2), gate_bias, name=f"decoder{stage}_gate")([skip, x])
             x = L.Concatenate(name=f"decoder{stage}_concat")([x, skip])

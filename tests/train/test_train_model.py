@@ -254,18 +254,3 @@ def test_encoder_weights_of_the_wrong_kind_are_a_clear_error(tmp_path):
     with pytest.raises(InputError, match=r"missing\.h5: encoder weights file not found"):
         build_model(small("hybrid", encoder_weights=str(tmp_path / "missing.h5")))
 
-
-def test_the_full_resolution_skip_feeds_the_last_decoder_stage_from_the_input():
-    from segkit.train.model import build_model
-
-    on = build_model(small("hybrid", full_resolution_skip=True))
-    off = build_model(small("hybrid", full_resolution_skip=False))
-    assert "input_skip" in [layer.name for layer in on.layers] and "input_skip" not in [layer.name for layer in off.layers]
-    assert on.output_shape == off.output_shape == (None, 32, 32, 1)
-    # the last stage (which the encoder has no skip for) now gates and concatenates the input's features
-    names_on, names_off = ({layer.name for layer in m.layers} for m in (on, off))
-    assert {"decoder4_gate", "decoder4_concat"} <= names_on and not {"decoder4_gate", "decoder4_concat"} & names_off
-    assert on.get_layer("input_skip").input.ref() == on.input.ref()
-    from segkit.train.config import load_config
-
-    assert load_config("paper")["model"]["full_resolution_skip"] is False
