@@ -31,7 +31,23 @@ __all__ = ["CONTRAST_DEFAULTS", "contrast_settings", "make_contrast"]
 
 #: The settings ``data.contrast`` takes (any key left out takes this value).
 CONTRAST_DEFAULTS: dict[str, Any] = {"remap": 0.5, "knots": 5, "p": 0.5, "gamma": [0.7, 1.5], "scale": [0.9, 1.1],
-                                     "invert": 0.0, "invert_threshold": 0.1}
+                                     "invert": 0.0, "invert_threshold": 0.1, "hole": 0.0}
+
+#: Value of a mask pixel that lies in a hole of the target (read with ``hole`` augmentation on; never a target).
+HOLE = 2
+
+
+def hole_label(mask: "np.ndarray") -> "np.ndarray":
+    """``mask`` (0/1) with the pixels of its holes set to :data:`HOLE` (an enclosed region that is not target)."""
+    import numpy as np
+    from scipy import ndimage
+
+    mask = np.asarray(mask, np.uint8)
+    target = mask > 0
+    if not target.any():
+        return mask
+    holes = ndimage.binary_fill_holes(target) & ~target
+    return np.where(holes, np.uint8(HOLE), (target).astype(np.uint8))
 
 
 def contrast_settings(config: Mapping[str, Any] | None) -> dict[str, Any] | None:
@@ -55,13 +71,22 @@ def make_contrast(settings: Mapping[str, Any], seed: int) -> Any:
     log_g = (math.log(g_lo), math.log(g_hi))
     p_invert, t_invert = float(settings.get("invert", 0.0)), float(settings.get("invert_threshold", 0.1))
 
-    def augment(image: Any, epoch: Any, position: Any) -> Any:
+    p_hole = float(settings.get("hole", 0.0))
+
+    def augment(image: Any, epoch: Any, position: Any, hole: Any = None) -> Any:
         key = tf.stack([tf.constant(int(seed), tf.int64), tf.cast(epoch, tf.int64) * 1_000_003 + tf.cast(position, tf.int64)])
         u = tf.random.stateless_uniform([5 + knots], seed=key, dtype=tf.float32)
         x = tf.clip_by_value(image, 0.0, 1.0)
         if p_invert > 0.0:  # its own stream: runs without inversion draw what they always drew
             v = tf.random.stateless_uniform([], seed=key + tf.constant([104729, 0], tf.int64), dtype=tf.float32)
             x = tf.where((v < p_invert) & (x > t_invert), 1.0 + t_invert - x, x)
+        if p_hole > 0.0 and hole is not None:  # the core's brightness drawn anew, its texture kept (own stream)
+            h = tf.random.stateless_uniform([2], seed=key + tf.constant([7127, 0], tf.int64), dtype=tf.float32)
+            inside = tf.cast(hole, tf.float32)
+            n = tf.maximum(tf.reduce_sum(inside), 1.0)
+            mean = tf.reduce_sum(x * inside, axis=[0, 1], keepdims=True) / n
+            level = t_invert + (1.0 - t_invert) * h[1]
+            x = tf.where((h[0] < p_hole) & (inside > 0), tf.clip_by_value(x - mean + level, 0.0, 1.0), x)
         # the random curve through (0, 0) and `knots` points at 1/knots, 2/knots … 1
         values = tf.concat([[0.0], u[5:]], 0)
         t = x * knots

@@ -121,13 +121,14 @@ def _augment(root: Path, quick: bool) -> str:
 
 
 #: Training budget of the demo: the cpu-small preset (the paper's hybrid model with a ResNet-18 encoder and a
-#: 2-block bottleneck; 2.5D input, batch Dice, warm-up + cosine, flips/quarter turns, head inversion) at the
-#: cohort's own matrix (128², or 64² with --quick), quick / full.  On 2 idle cores: ~0.3 s per step at 128².
+#: 2-block bottleneck, gates starting open; 2.5D input, batch Dice, warm-up + cosine, validation on a weight
+#: average, flips/quarter turns, head inversion, random core brightness) at the cohort's own matrix (128², or
+#: 64² with --quick), quick / full.  On 2 idle cores: ~0.35 s per step at 128².
 DEMO_TRAINING = {
     True: {"model": {"input_size": 64},
            "train": {"epochs": 10, "steps_per_epoch": 12, "batch_size": 8, "seed": 0, "deterministic": True}},
     False: {"model": {"input_size": 128},
-            "train": {"epochs": 20, "steps_per_epoch": 24, "batch_size": 8, "seed": 0, "deterministic": True}},
+            "train": {"epochs": 24, "steps_per_epoch": 24, "batch_size": 8, "seed": 0, "deterministic": True}},
 }
 
 

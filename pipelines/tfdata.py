@@ -26,10 +26,39 @@ from typing import Any
 import numpy as np
 
 from segkit.errors import InputError
+from segkit.pipelines.contrast import HOLE, hole_label
 from segkit.pipelines.training_store import open_training_store
 from segkit.store.reader import Store
 
-__all__ = ["PipelineSpec", "epoch_order", "steps_per_epoch", "train_dataset", "eval_dataset", "spec_from_config"]
+__all__ = ["PipelineSpec", "RowCache", "epoch_order", "steps_per_epoch", "train_dataset", "eval_dataset",
+           "spec_from_config"]
+
+
+class RowCache:
+    """The rows a training run has read (decoded, 2.5D-stacked), kept in memory up to ``max_bytes``.
+
+    A row's input is a pure function of the store and the row, so a cached row is
+    the same bytes as a fresh read: with the cache, every epoch after the first
+    reads no chunk and replays no neighbour transform.  Rows beyond the budget
+    are read each time (a cohort at 512² does not fit; the demo's does, many times).
+    """
+
+    def __init__(self, max_bytes: int = 1 << 30) -> None:
+        self.max_bytes = int(max_bytes)
+        self.bytes = 0
+        self.rows: dict[tuple[str, int], tuple[np.ndarray, np.ndarray]] = {}
+
+    def get(self, key: tuple[str, int], read: Any) -> tuple[np.ndarray, np.ndarray]:
+        """The cached value of ``key``, or ``read()`` (kept while the budget lasts)."""
+        hit = self.rows.get(key)
+        if hit is not None:
+            return hit
+        value = read()
+        size = sum(a.nbytes for a in value)
+        if self.bytes + size <= self.max_bytes:
+            self.rows[key] = value
+            self.bytes += size
+        return value
 
 
 @dataclass(frozen=True)
@@ -94,6 +123,7 @@ def _preprocess_fn(spec: PipelineSpec, augment: Any = None, geometry: Any = None
     size = int(spec.input_size)
 
     def prepare(image: Any, mask: Any, epoch: Any = None, position: Any = None) -> tuple[Any, Any]:
+        # mask: 1 target, 0 not; HOLE (only read with hole augmentation) marks a hole of the target
         image = tf.cast(image, tf.float32)
         if image.shape.rank == 2:
             image = image[..., None]
@@ -104,17 +134,17 @@ def _preprocess_fn(spec: PipelineSpec, augment: Any = None, geometry: Any = None
         if geometry is not None and epoch is not None:
             image, mask = geometry(image, mask, epoch, position)
         if augment is not None and epoch is not None:
-            image = augment(image, epoch, position)
+            image = augment(image, epoch, position, tf.equal(mask, HOLE))
         if image.shape[-1] == 1:
             image = tf.image.grayscale_to_rgb(image)
         image = tf.cast(encoder_preprocess(image * 255.0), tf.float32)
-        return image, tf.cast(mask > 0, tf.float32)
+        return image, tf.cast((mask > 0) & tf.not_equal(mask, HOLE), tf.float32)
 
     return prepare
 
 
 def _reader_dataset(store: Store, order: np.ndarray, spec: PipelineSpec, with_index: bool,
-                    epoch: int | None = None, first_position: int = 0) -> Any:
+                    epoch: int | None = None, first_position: int = 0, cache: RowCache | None = None) -> Any:
     from segkit.pipelines.contrast import make_contrast, make_dihedral
     from segkit.train.backend import load
 
@@ -127,11 +157,20 @@ def _reader_dataset(store: Store, order: np.ndarray, spec: PipelineSpec, with_in
 
         neighbours = neighbour_rows(store.table)
 
-    def read(i: Any) -> tuple[np.ndarray, np.ndarray]:
+    holes = bool(spec.contrast and spec.contrast.get("hole", 0.0) > 0 and epoch is not None)
+
+    def fresh(i: int) -> tuple[np.ndarray, np.ndarray]:
         if stacked:
-            return read_stack(store, int(i), neighbours)
-        image, mask = store.read(int(i))
-        return np.asarray(image, np.float32), np.asarray(mask, np.uint8)
+            image, mask = read_stack(store, i, neighbours)
+        else:
+            image, mask = store.read(i)
+        image, mask = np.asarray(image, np.float32), np.asarray(mask, np.uint8)
+        return image, (hole_label(mask) if holes else mask)
+
+    def read(i: Any) -> tuple[np.ndarray, np.ndarray]:
+        if cache is None:
+            return fresh(int(i))
+        return cache.get((spec.input_mode, holes, int(i)), lambda: fresh(int(i)))
 
     def load_slice(i: Any, position: Any) -> Any:
         image, mask = tf.numpy_function(read, [i], [tf.float32, tf.uint8], stateful=False)
@@ -157,12 +196,13 @@ def _reader_dataset(store: Store, order: np.ndarray, spec: PipelineSpec, with_in
 
 
 def train_dataset(store: Store | str | Path, spec: PipelineSpec, epoch: int, start_step: int = 0,
-                  steps: int | None = None, with_index: bool = False) -> Any:
+                  steps: int | None = None, with_index: bool = False, cache: RowCache | None = None) -> Any:
     """Batches of epoch ``epoch`` from ``start_step`` on: ``(image B×S×S×3, mask B×S×S×1)``.
 
     Only train-split slices are read.  ``steps`` caps the batches of the epoch
     (default: every full batch).  ``with_index`` adds each slice's store index
-    as a third element (tests, audits).
+    as a third element (tests, audits).  ``cache`` keeps the rows read for the
+    next epochs (one :class:`RowCache` per store and run).
     """
     from segkit.train.backend import load
 
@@ -171,13 +211,13 @@ def train_dataset(store: Store | str | Path, spec: PipelineSpec, epoch: int, sta
     total = steps_per_epoch(store, spec.batch_size, steps)
     order = epoch_order(store, spec.seed, epoch, spec.shuffle)[: total * spec.batch_size]
     first = int(start_step) * spec.batch_size
-    ds = _reader_dataset(store, order[first:], spec, with_index, epoch=epoch, first_position=first)
+    ds = _reader_dataset(store, order[first:], spec, with_index, epoch=epoch, first_position=first, cache=cache)
     ds = ds.batch(spec.batch_size, drop_remainder=True)
     return ds.prefetch(spec.prefetch or tf.data.AUTOTUNE)
 
 
 def eval_dataset(store: Store | str | Path, spec: PipelineSpec, split: str = "val",
-                 with_index: bool = False) -> Any:
+                 with_index: bool = False, cache: RowCache | None = None) -> Any:
     """The ``split`` slices in store order, batched (last batch may be smaller).
 
     Raises
@@ -192,5 +232,5 @@ def eval_dataset(store: Store | str | Path, spec: PipelineSpec, split: str = "va
     order = store.indices(split)
     if order.size == 0:
         raise InputError(str(store.path), f"the {split} split is empty; convert with at least one {split} patient.")
-    ds = _reader_dataset(store, order, spec, with_index).batch(spec.batch_size)
+    ds = _reader_dataset(store, order, spec, with_index, cache=cache).batch(spec.batch_size)
     return ds.prefetch(spec.prefetch or tf.data.AUTOTUNE)

@@ -39,6 +39,16 @@ __all__ = [
 
 _register = keras.saving.register_keras_serializable(package="segkit")
 
+#: What ``gate_bias`` means for SE, CBAM and the attention gate.
+GATE_BIAS_DOC = """Initial bias of the gate's sigmoid.  0 (Keras' zeros): each gate starts half open (× 0.5), so
+SE → CBAM (channel, spatial) → attention gate hand a skip to the decoder at 1/16 of its size and the decoder
+first learns without its skips; 3: each starts open (× 0.95) and learns where to close.  The blocks compute
+the same function either way; only the starting point differs."""
+
+
+def _bias(value: float) -> Any:
+    return keras.initializers.Constant(float(value)) if value else "zeros"
+
 
 @_register
 class SeededDropout(layers.Layer):
@@ -140,16 +150,19 @@ class SqueezeExcite(layers.Layer):
     ----------
     ratio:
         Channel reduction of the first fully connected layer (the paper's r = 16).
+    gate_bias:
+        Initial bias of the sigmoid (see :data:`GATE_BIAS_DOC`).
     """
 
-    def __init__(self, ratio: int = 16, **kwargs: Any) -> None:
+    def __init__(self, ratio: int = 16, gate_bias: float = 0.0, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.ratio = int(ratio)
+        self.gate_bias = float(gate_bias)
 
     def build(self, input_shape: Any) -> None:
         channels = int(input_shape[-1])
         self.squeeze = layers.Dense(max(1, channels // self.ratio), activation="relu", name="squeeze")
-        self.excite = layers.Dense(channels, activation="sigmoid", name="excite")
+        self.excite = layers.Dense(channels, activation="sigmoid", name="excite", bias_initializer=_bias(self.gate_bias))
         super().build(input_shape)
 
     def call(self, inputs: Any) -> Any:
@@ -160,7 +173,7 @@ class SqueezeExcite(layers.Layer):
         return input_shape
 
     def get_config(self) -> dict[str, Any]:
-        return {**super().get_config(), "ratio": self.ratio}
+        return {**super().get_config(), "ratio": self.ratio, "gate_bias": self.gate_bias}
 
 
 @_register
@@ -172,16 +185,19 @@ class CBAM(layers.Layer):
     average and max maps, sigmoid.
     """
 
-    def __init__(self, ratio: int = 16, kernel_size: int = 7, **kwargs: Any) -> None:
+    def __init__(self, ratio: int = 16, kernel_size: int = 7, gate_bias: float = 0.0, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.ratio = int(ratio)
         self.kernel_size = int(kernel_size)
+        self.gate_bias = float(gate_bias)
 
     def build(self, input_shape: Any) -> None:
         channels = int(input_shape[-1])
         self.mlp_hidden = layers.Dense(max(1, channels // self.ratio), activation="relu", name="mlp_hidden")
-        self.mlp_out = layers.Dense(channels, name="mlp_out")
-        self.spatial = layers.Conv2D(1, self.kernel_size, padding="same", activation="sigmoid", name="spatial")
+        # the MLP runs on two descriptors whose outputs are summed: half the bias each
+        self.mlp_out = layers.Dense(channels, name="mlp_out", bias_initializer=_bias(self.gate_bias / 2))
+        self.spatial = layers.Conv2D(1, self.kernel_size, padding="same", activation="sigmoid", name="spatial",
+                                     bias_initializer=_bias(self.gate_bias))
         super().build(input_shape)
 
     def call(self, inputs: Any) -> Any:
@@ -196,7 +212,7 @@ class CBAM(layers.Layer):
         return input_shape
 
     def get_config(self) -> dict[str, Any]:
-        return {**super().get_config(), "ratio": self.ratio, "kernel_size": self.kernel_size}
+        return {**super().get_config(), "ratio": self.ratio, "kernel_size": self.kernel_size, "gate_bias": self.gate_bias}
 
 
 @_register
@@ -208,14 +224,15 @@ class EfficientAttentionGate(layers.Layer):
     skip's resolution.
     """
 
-    def __init__(self, inter_channels: int, **kwargs: Any) -> None:
+    def __init__(self, inter_channels: int, gate_bias: float = 0.0, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.inter_channels = int(inter_channels)
+        self.gate_bias = float(gate_bias)
 
     def build(self, input_shape: Any) -> None:
         self.theta = layers.Conv2D(self.inter_channels, 1, name="theta")
         self.phi = layers.Conv2D(self.inter_channels, 1, name="phi")
-        self.psi = layers.Conv2D(1, 1, activation="sigmoid", name="psi")
+        self.psi = layers.Conv2D(1, 1, activation="sigmoid", name="psi", bias_initializer=_bias(self.gate_bias))
         super().build(input_shape)
 
     def call(self, inputs: Any) -> Any:
@@ -226,7 +243,7 @@ class EfficientAttentionGate(layers.Layer):
         return input_shape[0]
 
     def get_config(self) -> dict[str, Any]:
-        return {**super().get_config(), "inter_channels": self.inter_channels}
+        return {**super().get_config(), "inter_channels": self.inter_channels, "gate_bias": self.gate_bias}
 
 
 @_register

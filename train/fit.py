@@ -36,6 +36,7 @@ from typing import Any, Callable
 
 from segkit.atomic import write_atomic
 from segkit.errors import InputError, UsageError
+from segkit.train.ema import WeightAverage
 from segkit.train.rundir import _read_history, _write_history, _write_provenance, prepare_run_dir, write_curves
 
 __all__ = ["TrainResult", "train_run", "KILL_ENV"]
@@ -155,7 +156,7 @@ def train_run(store: str | Path, run_dir: str | Path, config: dict[str, Any] | N
     from tqdm import tqdm
 
     from segkit.pipelines.training_store import open_training_store, with_split
-    from segkit.pipelines.tfdata import eval_dataset, spec_from_config, steps_per_epoch, train_dataset
+    from segkit.pipelines.tfdata import RowCache, eval_dataset, spec_from_config, steps_per_epoch, train_dataset
     from segkit.train import losses
     from segkit.train.backend import load
     from segkit.train.config import dump, load_config
@@ -199,14 +200,16 @@ def train_run(store: str | Path, run_dir: str | Path, config: dict[str, Any] | N
         step_var = tf.Variable(0, dtype=tf.int64, trainable=False, name="step_in_epoch")
         best_var = tf.Variable(-1.0, dtype=tf.float64, trainable=False, name="best_val_dice")
         totals = tf.Variable(tf.zeros(5, tf.float64), trainable=False, name="epoch_totals")  # loss, n, tp, fp, fn
+        ema = WeightAverage(tf, model, float(tcfg["ema"])) if tcfg.get("ema") else None
 
     # Everything is validated: from here on the run directory is written.
     run_dir.mkdir(parents=True, exist_ok=True)
     ckpt_dir = run_dir / "checkpoints"
     if not chief:  # MultiWorkerMirroredStrategy: every worker saves, only the chief's copy is kept
         ckpt_dir = run_dir / "workers" / f"{strategy.cluster_resolver.task_type}-{strategy.cluster_resolver.task_id}"
+    extra = {"ema": ema.trackable()} if ema is not None else {}
     checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer, epoch=epoch_var, step_in_epoch=step_var,
-                                     best_val_dice=best_var, epoch_totals=totals)
+                                     best_val_dice=best_var, epoch_totals=totals, **extra)
     manager = tf.train.CheckpointManager(checkpoint, str(ckpt_dir), max_to_keep=int(tcfg["max_to_keep"]))
     if manager.latest_checkpoint and resume:
         checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
@@ -239,6 +242,8 @@ def train_run(store: str | Path, run_dir: str | Path, config: dict[str, Any] | N
     def train_step(batch: Any) -> Any:
         stats = strategy.reduce(tf.distribute.ReduceOp.SUM, strategy.run(per_replica_train, args=batch), axis=None)
         totals.assign_add(stats)
+        if ema is not None:
+            ema.update()
         return stats
 
     @tf.function
@@ -256,7 +261,8 @@ def train_run(store: str | Path, run_dir: str | Path, config: dict[str, Any] | N
     epochs = int(tcfg["epochs"])
     max_time = tcfg.get("max_time")
     kill_after = int(os.environ[KILL_ENV]) if os.environ.get(KILL_ENV) else None
-    val_ds = strategy.experimental_distribute_dataset(eval_dataset(slices, spec, "val"))
+    cache = RowCache()  # one store, one run: epochs after the first read no chunk
+    val_ds = strategy.experimental_distribute_dataset(eval_dataset(slices, spec, "val", cache=cache))
     stopped = False
     epoch_t0 = curves_t = time.monotonic()
 
@@ -264,7 +270,7 @@ def train_run(store: str | Path, run_dir: str | Path, config: dict[str, Any] | N
         epoch = int(epoch_var.numpy())
         start = int(step_var.numpy())
         ds = strategy.experimental_distribute_dataset(
-            train_dataset(slices, spec, epoch=epoch, start_step=start, steps=n_steps))
+            train_dataset(slices, spec, epoch=epoch, start_step=start, steps=n_steps, cache=cache))
         bar = tqdm(total=n_steps, initial=start, desc=f"epoch {epoch + 1}/{epochs}", unit="step",
                    file=sys.stderr, disable=not progress, dynamic_ncols=True, leave=True)
         for batch in ds:
@@ -290,6 +296,9 @@ def train_run(store: str | Path, run_dir: str | Path, config: dict[str, Any] | N
         if stopped:
             break
         # ---- end of epoch: validate, log, keep the best weights, checkpoint
+        # Validation (and the best weights) use the weight average when there is one.
+        if ema is not None:
+            ema.swap()
         val_totals = tf.zeros(5, tf.float64)
         for batch in val_ds:
             val_totals += eval_step(batch)
@@ -319,6 +328,8 @@ def train_run(store: str | Path, run_dir: str | Path, config: dict[str, Any] | N
             else:
                 tmp.unlink()
             best_var.assign(val_s["dice"])
+        if ema is not None:
+            ema.swap()
         log.info("epoch %d/%d: loss %.4f dice %.4f | val loss %.4f dice %.4f iou %.4f", epoch + 1, epochs,
                  train_s["loss"], train_s["dice"], val_s["loss"], val_s["dice"], val_s["iou"])
         epoch_var.assign_add(1)

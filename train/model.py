@@ -179,11 +179,13 @@ def _build_skeleton(cfg: dict[str, Any], seed: int, keras: Any, blocks: Any, mod
     stages = [backbone.get_layer(n).output for n in encoder_feature_layers(cfg["backbone"])]
     ratio = int(cfg["se_ratio"])
 
+    gate_bias = float(cfg.get("gate_bias") or 0.0)
+
     def refine(t: Any, level: int) -> Any:
         if cfg["se"]:
-            t = blocks.SqueezeExcite(ratio, name=f"encoder{level}_se")(t)
+            t = blocks.SqueezeExcite(ratio, gate_bias, name=f"encoder{level}_se")(t)
         if cfg["cbam"]:
-            t = blocks.CBAM(ratio, name=f"encoder{level}_cbam")(t)
+            t = blocks.CBAM(ratio, gate_bias=gate_bias, name=f"encoder{level}_cbam")(t)
         return t
 
     deepest, skips = stages[0], stages[1:] + [None]
@@ -197,11 +199,11 @@ def _build_skeleton(cfg: dict[str, Any], seed: int, keras: Any, blocks: Any, mod
         if skip is not None:
             skip = refine(skip, 4 - stage)
             if cfg["attention_gate"]:
-                skip = blocks.EfficientAttentionGate(max(1, filters // 2), name=f"decoder{stage}_gate")([skip, x])
+                skip = blocks.EfficientAttentionGate(max(1, filters // 2), gate_bias, name=f"decoder{stage}_gate")([skip, x])
             x = L.Concatenate(name=f"decoder{stage}_concat")([x, skip])
         x = blocks.ConvBnReLU(filters, name=f"decoder{stage}_conv1")(x)
         if cfg["se"]:
-            x = blocks.SqueezeExcite(ratio, name=f"decoder{stage}_se")(x)
+            x = blocks.SqueezeExcite(ratio, gate_bias, name=f"decoder{stage}_se")(x)
         if cfg["resnext"]:
             x = blocks.ResNeXtBlock(filters, cfg["resnext_groups"], name=f"decoder{stage}_resnext")(x)
         else:

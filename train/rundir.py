@@ -142,7 +142,15 @@ def load_run_model(run_dir: Path, weights: str = "best") -> Any:
         from segkit.train.backend import load
 
         tf = load().tf
-        tf.train.Checkpoint(model=model).restore(tf.train.latest_checkpoint(str(run_dir / "checkpoints"))).expect_partial()
+        latest = tf.train.latest_checkpoint(str(run_dir / "checkpoints"))
+        if config["train"].get("ema"):  # the run validated and kept its weight average: use it here too
+            from segkit.train.ema import WeightAverage
+
+            ema = WeightAverage(tf, model, float(config["train"]["ema"]))
+            tf.train.Checkpoint(model=model, ema=ema.trackable()).restore(latest).expect_partial()
+            ema.swap()
+        else:
+            tf.train.Checkpoint(model=model).restore(latest).expect_partial()
     return model
 
 

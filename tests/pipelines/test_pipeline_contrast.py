@@ -80,3 +80,45 @@ def test_dihedral_moves_image_and_mask_together_exactly():
 def _sym(a: np.ndarray, k: int) -> np.ndarray:
     out = np.rot90(a, k % 4, axes=(0, 1))
     return out[:, ::-1] if k >= 4 else out
+
+
+def _ring(size: int = 32) -> np.ndarray:
+    """A tumour ring (1) around a core that is not target (0): a hole in the mask."""
+    yy, xx = np.mgrid[:size, :size]
+    r = np.hypot(yy - size / 2, xx - size / 2)
+    return ((r < 9) & (r >= 4)).astype(np.uint8)
+
+
+def test_hole_label_marks_only_the_enclosed_pixels():
+    from segkit.pipelines.contrast import HOLE, hole_label
+
+    ring = _ring()
+    labelled = hole_label(ring)
+    yy, xx = np.mgrid[:32, :32]
+    core = np.hypot(yy - 16, xx - 16) < 4
+    np.testing.assert_array_equal(labelled == HOLE, core)
+    np.testing.assert_array_equal(labelled == 1, ring == 1)
+    disc = (np.hypot(yy - 16, xx - 16) < 9).astype(np.uint8)  # no hole: nothing marked
+    np.testing.assert_array_equal(hole_label(disc), disc)
+    np.testing.assert_array_equal(hole_label(np.zeros((8, 8), np.uint8)), np.zeros((8, 8), np.uint8))
+
+
+def test_hole_brightness_changes_only_the_hole_and_keeps_its_texture():
+    rng = np.random.default_rng(1)
+    image = np.clip(_head() + rng.normal(0, 0.01, (32, 32, 1)).astype(np.float32), 0, 1)
+    hole = (_ring() == 0) & (np.hypot(*np.mgrid[-16:16, -16:16]) < 4)
+    augment = make_contrast(contrast_settings({"remap": 0.0, "p": 0.0, "hole": 1.0}), 0)
+    levels = set()
+    for position in range(6):
+        out = augment(image, 0, position, hole[..., None]).numpy()[..., 0]
+        np.testing.assert_array_equal(out[~hole], image[..., 0][~hole])
+        shift = out[hole] - image[..., 0][hole]
+        inside = (out[hole] > 0) & (out[hole] < 1)  # the shifted values are clipped to [0, 1]
+        assert inside.sum() >= 30
+        np.testing.assert_allclose(shift[inside], shift[inside][0], atol=1e-5)  # one offset: the texture is kept
+        levels.add(round(float(out[hole].mean()), 3))
+    assert len(levels) == 6  # a new brightness each sample
+    # without a hole map (validation, old callers) or with p 0 nothing changes
+    np.testing.assert_array_equal(augment(image, 0, 0).numpy(), image)
+    off = make_contrast(contrast_settings({"remap": 0.0, "p": 0.0, "hole": 0.0}), 0)
+    np.testing.assert_array_equal(off(image, 0, 0, hole[..., None]).numpy(), image)

@@ -110,3 +110,39 @@ def test_train_split_smaller_than_a_batch_is_refused(store):
 
     with pytest.raises(InputError, match=r"the train split has 50 slices, fewer than one batch of 64"):
         steps_per_epoch(store, 64)
+
+
+@pytest.mark.train
+def test_the_row_cache_gives_the_same_batches_and_reads_each_row_once(store, monkeypatch):
+    from segkit.pipelines.tfdata import RowCache, train_dataset
+
+    reads = []
+    original = type(store).read
+    monkeypatch.setattr(type(store), "read", lambda self, i: reads.append(int(i)) or original(self, i))
+    settings = spec(contrast={"remap": 0.0, "knots": 5, "p": 0.5, "gamma": [0.7, 1.5], "scale": [0.9, 1.1],
+                              "invert": 0.3, "invert_threshold": 0.1, "hole": 0.5}, dihedral=True)
+    cache = RowCache()
+    for epoch in (0, 1):
+        plain = batches(train_dataset(store, settings, epoch=epoch, with_index=True))
+        cached = batches(train_dataset(store, settings, epoch=epoch, with_index=True, cache=cache))
+        for a, b in zip(plain, cached, strict=True):
+            for x, y in zip(a, b):
+                np.testing.assert_array_equal(x, y)
+    # the uncached epochs read every row each time; the cached ones each row once over both epochs
+    n = steps_per_epoch_rows(store)
+    assert len(cache.rows) >= n and len(reads) == 2 * n + len(cache.rows)
+    small = RowCache(max_bytes=1)  # a budget too small for one row: still correct, nothing kept
+    first = batches(train_dataset(store, settings, epoch=0, with_index=True, cache=small))
+    assert len(small.rows) == 0 and all(np.array_equal(x, y) for x, y in zip(first[0], plain_epoch0(store, settings)))
+
+
+def steps_per_epoch_rows(store) -> int:
+    from segkit.pipelines.tfdata import steps_per_epoch
+
+    return steps_per_epoch(store, 4) * 4
+
+
+def plain_epoch0(store, settings):
+    from segkit.pipelines.tfdata import train_dataset
+
+    return batches(train_dataset(store, settings, epoch=0, with_index=True))[0]

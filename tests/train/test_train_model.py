@@ -83,6 +83,37 @@ def test_gate_with_psi_one_is_identity_and_psi_zero_blocks(tfk, blocks):
     assert np.abs(gate([skip, g]).numpy()).max() < 1e-30
 
 
+def test_gate_bias_starts_every_gate_open_and_keeps_the_other_weights(tfk, blocks):
+    tf, _ = tfk
+    x = tf.random.stateless_normal((1, 6, 6, 8), seed=[3, 4])
+    g = tf.random.stateless_normal((1, 6, 6, 3), seed=[7, 8])
+    open_ = 1 / (1 + np.exp(-3.0))  # σ(3) ≈ 0.95
+    for make, factor in ((lambda b: blocks.SqueezeExcite(4, gate_bias=b), open_),
+                         (lambda b: blocks.CBAM(4, gate_bias=b), open_ * open_)):
+        layer = make(3.0)
+        layer(x)
+        # zero kernels leave only the biases: the gates' product is σ(3) per gate instead of σ(0) = ½
+        layer.set_weights([w if w.ndim == 1 and np.any(w) else np.zeros_like(w) for w in layer.get_weights()])
+        np.testing.assert_allclose(layer(x).numpy(), x.numpy() * factor, rtol=1e-6, atol=1e-7)
+    gate = blocks.EfficientAttentionGate(4, gate_bias=3.0)
+    gate([x, g])
+    np.testing.assert_allclose(gate.psi.get_weights()[1], [3.0])
+
+
+def test_gate_bias_changes_only_the_gate_biases_of_a_built_model(tfk):
+    from segkit.train.model import build_model
+
+    _, keras = tfk
+    weights = {}
+    for bias in (0.0, 3.0):
+        keras.utils.set_random_seed(0)
+        model = build_model(small("hybrid", gate_bias=bias))
+        weights[bias] = {w.name: w.numpy() for w in model.weights}
+    differ = sorted(name for name in weights[0.0] if not np.array_equal(weights[0.0][name], weights[3.0][name]))
+    assert differ and all(n.endswith("bias:0") and any(k in n for k in ("excite", "mlp_out", "spatial", "psi"))
+                          for n in differ), differ
+
+
 def test_resnext_block_with_zero_convolutions_is_relu_of_its_shortcut(tfk, blocks):
     tf, _ = tfk
     x = tf.random.stateless_normal((1, 6, 6, 16), seed=[9, 10])
@@ -121,7 +152,7 @@ def test_seeded_dropout_masks_follow_the_checkpointed_call_count(tfk, blocks):
 
 
 @pytest.mark.parametrize("make", [
-    lambda b: b.SqueezeExcite(ratio=4), lambda b: b.CBAM(ratio=2, kernel_size=3),
+    lambda b: b.SqueezeExcite(ratio=4, gate_bias=3.0), lambda b: b.CBAM(ratio=2, kernel_size=3, gate_bias=3.0),
     lambda b: b.ResNeXtBlock(12, groups=2, bottleneck_ratio=0.5), lambda b: b.ConvBnReLU(5),
     lambda b: b.SeededDropout(0.2, seed=4), lambda b: b.PositionalEmbedding(),
     lambda b: b.TransformerBlock(heads=2, hidden=8, dropout=0.1, activation="relu", seed=2),
@@ -141,7 +172,8 @@ def test_block_round_trips_through_get_config(tfk, blocks, make):
 
 def test_gate_and_bottleneck_round_trip_through_get_config(tfk, blocks):
     _, keras = tfk
-    for layer in (blocks.EfficientAttentionGate(6, name="g"), blocks.TransformerBottleneck(2, 2, 8, 0.1, "relu", seed=5)):
+    for layer in (blocks.EfficientAttentionGate(6, name="g"), blocks.EfficientAttentionGate(6, gate_bias=3.0, name="g3"),
+                  blocks.TransformerBottleneck(2, 2, 8, 0.1, "relu", seed=5)):
         clone = keras.layers.deserialize(keras.layers.serialize(layer))
         assert clone.get_config() == layer.get_config()
 
@@ -221,3 +253,4 @@ def test_encoder_weights_of_the_wrong_kind_are_a_clear_error(tmp_path):
         build_model(small("hybrid", encoder_weights=str(bad)))
     with pytest.raises(InputError, match=r"missing\.h5: encoder weights file not found"):
         build_model(small("hybrid", encoder_weights=str(tmp_path / "missing.h5")))
+
