@@ -46,9 +46,9 @@ class RowCache:
     def __init__(self, max_bytes: int = 1 << 30) -> None:
         self.max_bytes = int(max_bytes)
         self.bytes = 0
-        self.rows: dict[tuple[str, int], tuple[np.ndarray, np.ndarray]] = {}
+        self.rows: dict[tuple[Any, ...], tuple[np.ndarray, np.ndarray]] = {}
 
-    def get(self, key: tuple[str, int], read: Any) -> tuple[np.ndarray, np.ndarray]:
+    def get(self, key: tuple[Any, ...], read: Any) -> tuple[np.ndarray, np.ndarray]:
         """The cached value of ``key``, or ``read()`` (kept while the budget lasts)."""
         hit = self.rows.get(key)
         if hit is not None:
