@@ -412,28 +412,27 @@ class Scan:
         return any(_uid_shaped(u) for u in uids.intersection(self._digit_dot_runs()))
 
     def _digit_dot_runs(self) -> frozenset[bytes]:
-        if self._uid_runs is None:
-            self._uid_runs = frozenset(self.low.translate(_UID_RUNS).split())
-        return self._uid_runs
+        return self._runs("_uid_runs", _UID_RUNS)
 
     def words(self) -> frozenset[bytes]:
         """The word tokens of the bytes: the set ``findall`` of ``[a-z0-9\\x80-\\xff]+`` gives (maximal runs)."""
-        if self._words is None:
-            self._words = frozenset(self.low.translate(_WORD_RUNS).split())
-        return self._words
-
+        return self._runs("_words", _WORD_RUNS)
 
     def idents(self) -> frozenset[bytes]:
         """The maximal runs of ``[a-z0-9_]`` bytes (what bounds a text identifier's match)."""
-        if self._idents is None:
-            self._idents = frozenset(self.low.translate(_IDENT_RUNS).split())
-        return self._idents
+        return self._runs("_idents", _IDENT_RUNS)
 
     def digit_runs(self) -> list[bytes]:
         """The maximal runs of digits (what bounds a digit ID's or a date's match)."""
-        if self._digit_runs is None:
-            self._digit_runs = self.low.translate(_DIGIT_RUNS).split()
-        return self._digit_runs
+        return self._runs("_digit_runs", _DIGIT_RUNS, list)
+
+    def _runs(self, slot: str, table: bytes, kind: Callable[[list[bytes]], Any] = frozenset) -> Any:
+        """The maximal runs of the bytes that *table* keeps, cut on first use and kept in *slot*."""
+        value = getattr(self, slot)
+        if value is None:
+            value = kind(self.low.translate(table).split())
+            setattr(self, slot, value)
+        return value
 
 
 def _uid_shaped(run: bytes) -> bool:
