@@ -14,7 +14,10 @@ inverted first (``x → 1 + t − x`` above ``t`` = ``invert_threshold``; backgr
 skull, darker than ``t``, are kept): the order of tissue brightness flips, which
 is roughly how a T2-weighted head relates to a T1-weighted one (fluid, oedema
 and necrosis dark on T1, bright on T2) without a random curve's loss of edges.
-Image only; the mask never changes.
+With probability ``hole`` the holes of the target (a necrotic core: enclosed by
+tumour, not target; :func:`hole_label` marks them in the mask as read) get a
+random brightness with their texture kept, so a core dark on T1 also appears
+bright, as on T2.  Image only; the mask never changes.
 
 The draws of a sample are ``tf.random.stateless_uniform`` seeded by
 ``(seed, epoch, position in the epoch)``: a pure function of the run's seed and

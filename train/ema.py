@@ -62,8 +62,8 @@ class WeightAverage:
         n = tf.cast(self.updates, tf.float32)
         d = tf.minimum(tf.constant(self.decay, tf.float32), (1.0 + n) / (10.0 + n))
         for shadow, var in zip(self.shadows, self.variables):
-            value = tf.cast(var, tf.float32)
-            shadow.assign(tf.cast(d, shadow.dtype) * shadow + tf.cast(1.0 - d, shadow.dtype) * tf.cast(value, shadow.dtype))
+            w = tf.cast(d, shadow.dtype)
+            shadow.assign(w * shadow + (1.0 - w) * tf.cast(var, shadow.dtype))
         self.updates.assign_add(1)
 
     def swap(self) -> None:
