@@ -168,8 +168,11 @@ FOLD_COLUMNS = ("fold", "run", "test_patients", "slices", "dice", "iou", "precis
 
 def evaluate_folds(parent: str | Path, store: str | Path, split: str = "test", threshold: float = 0.5,
                    out: str | Path | None = None, *, checkpoint: str = "best", overlays: bool = True,
-                   overwrite: bool = False, progress: bool = False, load: Any = None) -> dict[str, Any]:
+                   overwrite: bool = False, progress: bool = False, tta: str = "auto",
+                   load: Any = None) -> dict[str, Any]:
     """Score every fold on its own held-out patients and aggregate (see the module docstring).
+
+    ``tta`` is each fold's test-time augmentation, as in :func:`segkit.train.evaluate.evaluate_run`.
 
     Returns the ``metrics.json`` document over all held-out patients, with
     ``folds`` (one summary per fold, and mean ± sd over folds) added.
@@ -179,7 +182,7 @@ def evaluate_folds(parent: str | Path, store: str | Path, split: str = "test", t
     from segkit.evaluate.report import write_report
     from segkit.pipelines.training_store import with_split
     from segkit.store.reader import open_store
-    from segkit.train.evaluate import check_held_out, evaluate_run, load_run_predictor, store_cases
+    from segkit.train.evaluate import check_held_out, evaluate_run, predictor_loader, store_cases
     from segkit.train.runinfo import read_run
 
     parent = Path(parent)
@@ -195,13 +198,13 @@ def evaluate_folds(parent: str | Path, store: str | Path, split: str = "test", t
             raise InputError(str(run_dir), "has not trained yet; run segkit train --folds … --resume first")
         run = read_run(run_dir)
         doc = evaluate_run(run_dir, store, split, threshold, run_dir / f"eval-{split}", checkpoint=checkpoint,
-                           overlays=overlays, overwrite=True, progress=progress, load=load)
+                           overlays=overlays, overwrite=True, progress=progress, tta=tta, load=load)
         view = with_split(opened, run.config["data"]["split"])
         held = check_held_out(run, view, split)
         if seen & set(held):
             raise InputError(str(parent), f"patient {sorted(seen & set(held))[0]} is held out by two folds")
         seen |= set(held)
-        predictor = (load or load_run_predictor)(run, checkpoint)
+        predictor = (load or predictor_loader(tta))(run, checkpoint)
         cases += store_cases(view, split, predictor.predict)
         p = doc["pooled"]
         rows.append({"fold": fold["fold"], "run": fold["dir"], "test_patients": " ".join(held),
@@ -211,7 +214,8 @@ def evaluate_folds(parent: str | Path, store: str | Path, split: str = "test", t
     evaluation = evaluate_cases(cases, threshold)
     doc = write_report(evaluation, out, split=split,
                        run={"id": parent.resolve().name, "dir": str(parent), "model": read_run(parent / record["folds"][0]["dir"]).variant,
-                            "params": None, "epochs": None, "checkpoint": checkpoint},
+                            "params": None, "epochs": None, "checkpoint": checkpoint,
+                            "tta": getattr(predictor, "tta", "none")},
                        store={"path": str(opened.path),
                               "digest": opened.provenance[-1].get("output_digest") if opened.provenance else None},
                        overlays=False, overwrite=True)

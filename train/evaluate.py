@@ -36,7 +36,7 @@ from segkit.store.provenance import finish_step, provenance_step
 from segkit.store.reader import Store, open_store
 from segkit.train.runinfo import RunInfo, read_run
 
-__all__ = ["Predictor", "PredictorLoader", "load_run_predictor", "evaluate_run", "check_held_out", "store_cases",
+__all__ = ["Predictor", "PredictorLoader", "load_run_predictor", "predictor_loader", "evaluate_run", "check_held_out", "store_cases",
            "EVAL_SPLITS"]
 
 log = logging.getLogger("segkit.evaluate")
@@ -57,11 +57,16 @@ class Predictor(Protocol):
 PredictorLoader = Callable[[RunInfo, str], Predictor]
 
 
-def load_run_predictor(run: RunInfo, checkpoint: str) -> Predictor:
-    """The run's TensorFlow model as a :class:`Predictor` (imports TensorFlow)."""
+def load_run_predictor(run: RunInfo, checkpoint: str, tta: str = "auto") -> Predictor:
+    """The run's TensorFlow model as a :class:`Predictor` with test-time augmentation ``tta`` (imports TensorFlow)."""
     from segkit.train.inference import load_predictor
 
-    return load_predictor(run, checkpoint)
+    return load_predictor(run, checkpoint, tta)
+
+
+def predictor_loader(tta: str = "auto") -> PredictorLoader:
+    """The default :data:`PredictorLoader` with test-time augmentation ``tta``."""
+    return lambda run, checkpoint: load_run_predictor(run, checkpoint, tta)
 
 
 def _convert_digest(steps: Sequence[dict[str, Any]]) -> str | None:
@@ -176,6 +181,7 @@ def evaluate_run(
     overlays: bool = True,
     overwrite: bool = False,
     progress: bool = False,
+    tta: str = "auto",
     load: PredictorLoader | None = None,
 ) -> dict[str, Any]:
     """Score run ``run_dir`` on the ``split`` patients of ``store``; write the report to ``out``.
@@ -204,8 +210,12 @@ def evaluate_run(
         Replace an existing report folder.
     progress:
         Progress bar on stderr.
+    tta:
+        Test-time augmentation (:func:`segkit.train.inference.resolve_tta`): ``auto`` (default: the 8
+        flips and quarter turns for a run trained on them, else none), ``none``, ``flips``, ``dihedral``.
+        Recorded in the report as ``run.tta``.
     load:
-        ``(RunInfo, checkpoint) -> Predictor``; default builds the run's TensorFlow model.
+        ``(RunInfo, checkpoint) -> Predictor``; default builds the run's TensorFlow model with ``tta``.
 
     Returns
     -------
@@ -221,7 +231,10 @@ def evaluate_run(
         raise UsageError("--threshold", f"must be a probability in [0, 1], got {threshold:g}")
     if checkpoint not in ("best", "latest"):
         raise UsageError("--checkpoint", "must be 'best' or 'latest'")
+    from segkit.train.inference import resolve_tta
+
     run = read_run(run_dir)
+    resolve_tta(run.config, tta)  # a bad --tta fails before anything is read
     opened = open_store(store)
     fold_split = (run.config.get("data") or {}).get("split")
     if fold_split:  # a cross-validation fold: its held-out patients are the fold's, not the store's
@@ -235,16 +248,17 @@ def evaluate_run(
     if checkpoint == "best":
         run.best_weights()
     compare_runs = [read_run(c) for c in compare]  # fail on a bad --compare before the long work
-    predictor = (load or load_run_predictor)(run, checkpoint)
+    predictor = (load or predictor_loader(tta))(run, checkpoint)
+    used_tta = getattr(predictor, "tta", "none")  # a predictor without the attribute averages no views
     store_digest = opened.provenance[-1].get("output_digest") if opened.provenance else None
     parameters = {"run": run.run_id, "store": opened.path.name, "split": split, "threshold": threshold,
-                  "checkpoint": checkpoint}
+                  "checkpoint": checkpoint, "tta": used_tta}
     step = provenance_step("evaluate", parameters, input_digest=store_digest)
     evaluation = evaluate_cases(store_cases(opened, split, predictor.predict, progress=progress), threshold)
     doc = write_report(
         evaluation, out, split=split,
         run={"id": run.run_id, "dir": str(run.path), "model": run.variant, "params": predictor.params,
-             "epochs": run.epochs, "checkpoint": predictor.checkpoint},
+             "epochs": run.epochs, "checkpoint": predictor.checkpoint, "tta": used_tta},
         store={"path": str(opened.path), "digest": store_digest},
         provenance=[*_lineage(run, opened), finish_step(step, _scores_digest(evaluation.summary()))],
         overlays=overlays, overwrite=overwrite,
@@ -253,21 +267,24 @@ def evaluate_run(
         docs = [doc]
         for k, other in enumerate(compare_runs, start=1):
             docs.append(_metrics_for(other, opened, split, threshold, out / "compare" / f"{k:02d}-{other.run_id}",
-                                     checkpoint, progress, load))
+                                     checkpoint, progress, tta, load))
         write_compare(docs, out)
     return doc
 
 
 def _metrics_for(run: RunInfo, store: Store, split: str, threshold: float, folder: Path, checkpoint: str,
-                 progress: bool, load: PredictorLoader | None) -> dict[str, Any]:
-    """The run's report on (store, split, threshold): its own ``eval-<split>`` when that matches, else
-    evaluated now into ``folder`` (the other run's folder is never touched)."""
+                 progress: bool, tta: str, load: PredictorLoader | None) -> dict[str, Any]:
+    """The run's report on (store, split, threshold, test-time augmentation): its own ``eval-<split>`` when
+    that matches, else evaluated now into ``folder`` (the other run's folder is never touched)."""
+    from segkit.train.inference import resolve_tta
+
     own = run.path / f"eval-{split}"
     digest = store.provenance[-1].get("output_digest") if store.provenance else None
     if (own / "metrics.json").is_file():
         doc = read_metrics(own)
-        if doc["store"].get("digest") == digest and doc["threshold"] == threshold:
+        same_tta = load is not None or doc["run"].get("tta", "none") == resolve_tta(run.config, tta)
+        if doc["store"].get("digest") == digest and doc["threshold"] == threshold and same_tta:
             return doc
-        log.info("evaluating %s again: its own report is for another store or threshold", run.run_id)
+        log.info("evaluating %s again: its own report is for another store, threshold or --tta", run.run_id)
     return evaluate_run(run.path, store.path, split, threshold, folder, checkpoint=checkpoint, overlays=False,
-                        overwrite=True, progress=progress, load=load)
+                        overwrite=True, progress=progress, tta=tta, load=load)

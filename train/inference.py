@@ -15,10 +15,39 @@ from typing import Any
 
 import numpy as np
 
-from segkit.errors import InputError
+from segkit.errors import InputError, UsageError
 from segkit.train.runinfo import RunInfo
 
-__all__ = ["RunPredictor", "load_predictor"]
+__all__ = ["TTA_CHOICES", "TTA_VIEWS", "RunPredictor", "load_predictor", "resolve_tta"]
+
+#: Test-time augmentation → the views averaged, as (quarter turns, left-right flip after the turns).
+#: ``flips``: identity, left-right, up-down (= 2 turns + left-right), both (= 2 turns).
+TTA_VIEWS: dict[str, tuple[tuple[int, bool], ...]] = {
+    "none": ((0, False),),
+    "flips": ((0, False), (0, True), (2, True), (2, False)),
+    "dihedral": tuple((t, f) for t in range(4) for f in (False, True)),
+}
+#: What ``--tta`` accepts: ``auto`` resolves per run (:func:`resolve_tta`).
+TTA_CHOICES = ("auto", *TTA_VIEWS)
+
+
+def resolve_tta(config: dict[str, Any], tta: str = "auto") -> str:
+    """The test-time augmentation to use for a run with training ``config``.
+
+    ``auto`` is ``dihedral`` when the run trained on all 8 flips and quarter turns
+    (``data.dihedral``: every view is one the model has learnt) and ``none`` otherwise
+    (the paper preset); any other value is returned as given, after a check.
+
+    Raises
+    ------
+    UsageError
+        ``tta`` is not one of :data:`TTA_CHOICES`.
+    """
+    if tta not in TTA_CHOICES:
+        raise UsageError("--tta", f"must be one of {', '.join(TTA_CHOICES)}, not {tta!r}")
+    if tta == "auto":
+        return "dihedral" if (config.get("data") or {}).get("dihedral") else "none"
+    return tta
 
 
 class RunPredictor:
@@ -32,13 +61,19 @@ class RunPredictor:
         ``best`` (``best.weights.h5``) or ``latest`` (last checkpoint).
     batch_size:
         Slices per forward pass.
+    tta:
+        Test-time augmentation: ``auto`` (:func:`resolve_tta`); ``none``; ``flips`` (the mean over the slice, its
+        left-right, up-down and both flips, like nnU-Net's mirroring); ``dihedral``
+        (the mean over all 8 flips and quarter turns).  Each view is transformed
+        back before averaging, so the output is aligned with the input.
     """
 
-    def __init__(self, run: RunInfo, checkpoint: str = "best", batch_size: int = 8) -> None:
+    def __init__(self, run: RunInfo, checkpoint: str = "best", batch_size: int = 8, tta: str = "auto") -> None:
         from segkit.pipelines.tfdata import PipelineSpec, _preprocess_fn
         from segkit.train.backend import load
         from segkit.train.rundir import load_run_model
 
+        self.tta = resolve_tta(run.config, tta)  # a bad value fails before the model loads
         self._tf = load("segkit evaluate/predict").tf
         if checkpoint == "best":
             run.best_weights()
@@ -56,13 +91,23 @@ class RunPredictor:
                             batch_size=batch_size, input_mode=self.input_mode)
         self._prepare = _preprocess_fn(spec)
         self.batch_size = int(batch_size)
+        views = TTA_VIEWS[self.tta]
         tf = self._tf
+
+        def view(x: Any, turns: int, flip: bool) -> Any:
+            x = tf.image.rot90(x, turns) if turns else x
+            return tf.reverse(x, [2]) if flip else x
+
+        def unview(x: Any, turns: int, flip: bool) -> Any:
+            x = tf.reverse(x, [2]) if flip else x
+            return tf.image.rot90(x, -turns % 4) if turns else x
 
         @tf.function(reduce_retracing=True)
         def forward(images: Any) -> Any:
             x = tf.map_fn(lambda im: self._prepare(im, tf.zeros(tf.shape(im)[:2], tf.uint8))[0], images,
                           fn_output_signature=tf.float32)
-            prob = self.model(x, training=False)
+            prob = tf.add_n([unview(self.model(view(x, t, f), training=False), t, f) for t, f in views])
+            prob = prob / float(len(views))
             prob = tf.image.resize(prob, tf.shape(images)[1:3], method="bilinear")
             return tf.clip_by_value(prob[..., 0], 0.0, 1.0)
 
@@ -83,6 +128,6 @@ class RunPredictor:
         return out
 
 
-def load_predictor(run: RunInfo, checkpoint: str = "best") -> RunPredictor:
+def load_predictor(run: RunInfo, checkpoint: str = "best", tta: str = "auto") -> RunPredictor:
     """Build the run's model with its weights (imports TensorFlow)."""
-    return RunPredictor(run, checkpoint)
+    return RunPredictor(run, checkpoint, tta=tta)

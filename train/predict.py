@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from segkit.errors import OutputExistsError, UsageError
-from segkit.train.evaluate import PredictorLoader, load_run_predictor
+from segkit.train.evaluate import PredictorLoader, predictor_loader
 from segkit.train.runinfo import read_run
 
 __all__ = ["PredictResult", "predict_series", "series_probabilities"]
@@ -64,6 +64,7 @@ def predict_series(
     fractional: bool = False,
     checkpoint: str = "best",
     overwrite: bool = False,
+    tta: str = "auto",
     load: PredictorLoader | None = None,
 ) -> PredictResult:
     """Segment the MR series in ``series_dir`` with run ``run_dir``; write a DICOM SEG to ``out``.
@@ -86,8 +87,10 @@ def predict_series(
         ``best`` or ``latest``.
     overwrite:
         Replace ``out``.
+    tta:
+        Test-time augmentation, as in :func:`segkit.train.evaluate.evaluate_run` (default ``auto``).
     load:
-        ``(RunInfo, checkpoint) -> Predictor``; default builds the run's TensorFlow model.
+        ``(RunInfo, checkpoint) -> Predictor``; default builds the run's TensorFlow model with ``tta``.
 
     Raises
     ------
@@ -98,6 +101,7 @@ def predict_series(
     from segkit.dicom.dicomio import scan_folder
     from segkit.dicom.segwriter import Algorithm, prediction_seg, write_dataset
     from segkit.dicom.volume import read_volume
+    from segkit.train.inference import resolve_tta
 
     if not 0.0 <= threshold <= 1.0:
         raise UsageError("--threshold", f"must be a probability in [0, 1], got {threshold:g}")
@@ -105,6 +109,7 @@ def predict_series(
     if out.exists() and not overwrite:
         raise OutputExistsError(str(out), "already exists; choose another path or pass --force")
     run = read_run(run_dir)
+    resolve_tta(run.config, tta)  # a bad --tta fails before the series is read
     if checkpoint == "best":
         run.best_weights()
     scan = scan_folder(series_dir)
@@ -112,7 +117,7 @@ def predict_series(
         raise UsageError(str(series_dir), f"holds {len(scan.images)} image series; pass the folder of exactly one")
     instances = next(iter(scan.images.values()))
     volume = read_volume(instances, Path(series_dir).name)
-    predictor = (load or load_run_predictor)(run, checkpoint)
+    predictor = (load or predictor_loader(tta))(run, checkpoint)
     prob = series_probabilities(volume.array, predictor.predict, run.store_size)
     headers = [inst.header for inst in instances]
     seg = prediction_seg(headers, prob, Algorithm(model=run.variant, run_id=run.run_id), label=roi_label,

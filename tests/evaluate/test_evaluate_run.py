@@ -156,7 +156,7 @@ def test_evaluate_writes_the_report_in_the_run_by_default(converted: dict[str, P
     assert sorted(p.name for p in out.iterdir()) == ["metrics.json", "overlays", "per_patient.csv", "per_slice.csv",
                                                      "table.md"]
     assert doc["run"] == {"id": "run", "dir": str(run), "model": "unet", "params": 3, "epochs": 2,
-                          "checkpoint": "best.weights.h5"}
+                          "checkpoint": "best.weights.h5", "tta": "none"}
     assert [step["name"] for step in doc["provenance"]] == ["convert", "train", "evaluate"]
     from segkit.schemas import validate
 
@@ -284,3 +284,28 @@ def test_fractional_predict_stores_the_model_probabilities(converted: dict[str, 
     image, _ = normalise_volume(read_volume(next(iter(scan_folder(folder / "MR").images.values())), "t").array)
     expected = StandInModel().predict(image)
     np.testing.assert_allclose(_seg_pixels(tmp_path / "f.dcm", folder), expected, atol=0.5 / 255 + 1e-6)
+
+
+def test_tta_auto_means_all_eight_views_only_for_runs_trained_on_them() -> None:
+    from segkit.train.config import load_config
+    from segkit.train.inference import TTA_VIEWS, resolve_tta
+
+    assert resolve_tta(load_config("cpu-small")) == "dihedral"  # trained with exact flips / quarter turns
+    assert resolve_tta(load_config("paper")) == "none"  # the paper's model is evaluated as the paper did
+    assert resolve_tta(load_config("paper"), "flips") == "flips"
+    with pytest.raises(UsageError, match="--tta"):
+        resolve_tta({}, "mirror")
+    # the views are distinct elements of the dihedral group, and each set starts with the slice itself
+    for name, views in TTA_VIEWS.items():
+        assert views[0] == (0, False) and len(set(views)) == len(views)
+    assert len(TTA_VIEWS["dihedral"]) == 8 and set(TTA_VIEWS["flips"]) < set(TTA_VIEWS["dihedral"])
+
+
+def test_a_bad_tta_fails_before_any_report_is_written(converted: dict[str, Path], tmp_path: Path) -> None:
+    run = make_run(tmp_path / "run", converted["native"])
+    with pytest.raises(UsageError, match="--tta"):
+        evaluate_run(run, converted["native"], out=tmp_path / "eval", tta="mirror", load=stand_in())
+    assert not (tmp_path / "eval").exists()
+    result = CliRunner().invoke(cli, ["evaluate", str(run), str(converted["native"]), "--out", str(tmp_path / "e2"),
+                                      "--tta", "mirror"])
+    assert result.exit_code == 2 and "mirror" in result.output and not (tmp_path / "e2").exists()

@@ -141,9 +141,12 @@ def ablate(store: Path, out: Path, folds: int | None, config_file: Path | None, 
 @click.option("--compare", "compare", multiple=True, type=click.Path(path_type=Path, file_okay=False),
               help="Another run to set beside this one in compare.md/.csv (repeat for more).")
 @click.option("--no-overlays", is_flag=True, help="Skip the best/worst-slice PNGs.")
+@click.option("--tta", type=click.Choice(["auto", "none", "flips", "dihedral"]), default="auto", show_default=True,
+              help="Test-time augmentation: the mean over flips (4 views) or all flips and quarter turns (8); "
+                   "auto = dihedral for a run trained on them (cpu-small), else none.")
 @click.option("--force", is_flag=True, help="Replace the report folder if it exists.")
 def evaluate(run_dir: Path, store: Path, split: str, threshold: float, out: Path | None, checkpoint: str,
-             compare: tuple[Path, ...], no_overlays: bool, force: bool) -> None:
+             compare: tuple[Path, ...], no_overlays: bool, tta: str, force: bool) -> None:
     """Dice / IoU / precision / recall (+ HD95) of a run on held-out patients.
 
     RUN_DIR may be the parent of `segkit train --folds`: every fold is scored on its own held-out
@@ -154,14 +157,14 @@ def evaluate(run_dir: Path, store: Path, split: str, threshold: float, out: Path
 
     if is_folds_parent(run_dir):
         doc = evaluate_folds(run_dir, store, split, threshold, out, checkpoint=checkpoint,
-                             overlays=not no_overlays, overwrite=force, progress=True)
+                             overlays=not no_overlays, overwrite=force, progress=True, tta=tta)
         o = doc["over_folds"]["dice"]
         click.echo(f"{len(doc['folds'])} folds: Dice {o['mean']:.4f} ± {o['sd'] or 0:.4f} over folds; pooled over "
                    f"all {doc['patients']} held-out patients {doc['pooled']['dice']:.4f}; report in "
                    f"{out if out is not None else run_dir / f'eval-{split}'}", err=True)
         return
     doc = evaluate_run(run_dir, store, split, threshold, out, checkpoint=checkpoint, compare=compare,
-                       overlays=not no_overlays, overwrite=force, progress=True)
+                       overlays=not no_overlays, overwrite=force, progress=True, tta=tta)
     folder = out if out is not None else run_dir / f"eval-{split}"
     p = doc["pooled"]
     click.echo(f"{doc['patients']} {split} patients, {doc['slices']} slices: pooled Dice {p['dice']:.4f}, "
@@ -178,14 +181,17 @@ def evaluate(run_dir: Path, store: Path, split: str, threshold: float, out: Path
               help="Probability at or above which a pixel is tumour (binary SEG).")
 @click.option("--fractional", is_flag=True, help="Write the probabilities (FRACTIONAL SEG) instead of a binary mask.")
 @click.option("--checkpoint", type=click.Choice(["best", "latest"]), default="best", show_default=True)
+@click.option("--tta", type=click.Choice(["auto", "none", "flips", "dihedral"]), default="auto", show_default=True,
+              help="Test-time augmentation: the mean over flips (4 views) or all flips and quarter turns (8); "
+                   "auto = dihedral for a run trained on them (cpu-small), else none.")
 @click.option("--force", is_flag=True, help="Replace OUT if it exists.")
 def predict(run_dir: Path, series_dir: Path, out: Path, roi_label: str, threshold: float, fractional: bool,
-            checkpoint: str, force: bool) -> None:
+            checkpoint: str, tta: str, force: bool) -> None:
     """Segment a DICOM MR series with a trained run and write a DICOM SEG."""
     from segkit.train.predict import predict_series
 
     result = predict_series(run_dir, series_dir, out, roi_label=roi_label, threshold=threshold,
-                            fractional=fractional, checkpoint=checkpoint, overwrite=force)
+                            fractional=fractional, checkpoint=checkpoint, overwrite=force, tta=tta)
     click.echo(result.summary(), err=True)
 
 
