@@ -17,7 +17,12 @@ and necrosis dark on T1, bright on T2) without a random curve's loss of edges.
 With probability ``hole`` the holes of the target (a necrotic core: enclosed by
 tumour, not target; :func:`hole_label` marks them in the mask as read) get a
 random brightness with their texture kept, so a core dark on T1 also appears
-bright, as on T2.  Image only; the mask never changes.
+bright, as on T2.  With probability ``fill`` (drawn from the same number, so
+``hole`` + ``fill`` ≤ 1 and the two never meet) the holes get the brightness of
+the tumour around them instead, texture kept, and count as target for that
+sample (:func:`make_core_fill`): a cored tumour becomes a solid one, so a model
+whose only tumours of one weighting have a core still sees solid ones.  Apart
+from that fill, the mask never changes.
 
 The draws of a sample are ``tf.random.stateless_uniform`` seeded by
 ``(seed, epoch, position in the epoch)``: a pure function of the run's seed and
@@ -30,11 +35,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-__all__ = ["CONTRAST_DEFAULTS", "contrast_settings", "make_contrast"]
+__all__ = ["CONTRAST_DEFAULTS", "HOLE", "contrast_settings", "hole_label", "make_contrast", "make_core_fill",
+           "make_dihedral"]
 
 #: The settings ``data.contrast`` takes (any key left out takes this value).
 CONTRAST_DEFAULTS: dict[str, Any] = {"remap": 0.5, "knots": 5, "p": 0.5, "gamma": [0.7, 1.5], "scale": [0.9, 1.1],
-                                     "invert": 0.0, "invert_threshold": 0.1, "hole": 0.0}
+                                     "invert": 0.0, "invert_threshold": 0.1, "hole": 0.0, "fill": 0.0}
 
 #: Value of a mask pixel that lies in a hole of the target (read with ``hole`` augmentation on; never a target).
 HOLE = 2
@@ -54,14 +60,50 @@ def hole_label(mask: "np.ndarray") -> "np.ndarray":
 
 
 def contrast_settings(config: Mapping[str, Any] | None) -> dict[str, Any] | None:
-    """``data.contrast`` with every key explicit, or ``None`` when it is off."""
+    """``data.contrast`` with every key explicit, or ``None`` when it is off.
+
+    Raises
+    ------
+    UsageError
+        ``hole`` + ``fill`` exceeds 1 (they share one draw per sample).
+    """
     if config is None:
         return None
-    return {**CONTRAST_DEFAULTS, **dict(config)}
+    settings = {**CONTRAST_DEFAULTS, **dict(config)}
+    if float(settings["hole"]) + float(settings["fill"]) > 1.0:
+        from segkit.errors import UsageError
+
+        raise UsageError("data.contrast", f"hole ({settings['hole']}) + fill ({settings['fill']}) must not exceed 1: "
+                                          "a sample's core is either redrawn, filled or left as it is")
+    return settings
+
+
+def _core_draw(tf: Any, seed: int, epoch: Any, position: Any) -> Any:
+    """The two numbers of a sample's core: [0] chooses redraw / fill / nothing, [1] the redrawn brightness."""
+    key = tf.stack([tf.constant(int(seed), tf.int64), tf.cast(epoch, tf.int64) * 1_000_003 + tf.cast(position, tf.int64)])
+    return tf.random.stateless_uniform([2], seed=key + tf.constant([7127, 0], tf.int64), dtype=tf.float32)
+
+
+def make_core_fill(settings: Mapping[str, Any], seed: int) -> Any:
+    """``filled(epoch, position) -> bool``: whether the sample's holes are filled (and so count as target)."""
+    from segkit.train.backend import load
+
+    tf = load().tf
+    p_hole, p_fill = float(settings.get("hole", 0.0)), float(settings.get("fill", 0.0))
+
+    def filled(epoch: Any, position: Any) -> Any:
+        h = _core_draw(tf, seed, epoch, position)[0]
+        return (h >= p_hole) & (h < p_hole + p_fill)
+
+    return filled
 
 
 def make_contrast(settings: Mapping[str, Any], seed: int) -> Any:
-    """``augment(image H×W×C, epoch, position) -> image``: the random curve, gamma and scale of one sample."""
+    """``augment(image H×W×C, epoch, position[, hole, target]) -> image``: one sample's intensity augmentation.
+
+    ``hole`` and ``target`` (H×W×1 bool) locate the target's holes and the target itself; without them
+    the core is left alone.
+    """
     from segkit.train.backend import load
 
     tf = load().tf
@@ -74,22 +116,27 @@ def make_contrast(settings: Mapping[str, Any], seed: int) -> Any:
     log_g = (math.log(g_lo), math.log(g_hi))
     p_invert, t_invert = float(settings.get("invert", 0.0)), float(settings.get("invert_threshold", 0.1))
 
-    p_hole = float(settings.get("hole", 0.0))
+    p_hole, p_fill = float(settings.get("hole", 0.0)), float(settings.get("fill", 0.0))
 
-    def augment(image: Any, epoch: Any, position: Any, hole: Any = None) -> Any:
+    def augment(image: Any, epoch: Any, position: Any, hole: Any = None, target: Any = None) -> Any:
         key = tf.stack([tf.constant(int(seed), tf.int64), tf.cast(epoch, tf.int64) * 1_000_003 + tf.cast(position, tf.int64)])
         u = tf.random.stateless_uniform([5 + knots], seed=key, dtype=tf.float32)
         x = tf.clip_by_value(image, 0.0, 1.0)
         if p_invert > 0.0:  # its own stream: runs without inversion draw what they always drew
             v = tf.random.stateless_uniform([], seed=key + tf.constant([104729, 0], tf.int64), dtype=tf.float32)
             x = tf.where((v < p_invert) & (x > t_invert), 1.0 + t_invert - x, x)
-        if p_hole > 0.0 and hole is not None:  # the core's brightness drawn anew, its texture kept (own stream)
-            h = tf.random.stateless_uniform([2], seed=key + tf.constant([7127, 0], tf.int64), dtype=tf.float32)
+        if (p_hole > 0.0 or (p_fill > 0.0 and target is not None)) and hole is not None:
+            # the core's brightness drawn anew, or the tumour's (fill); its texture kept (own stream)
+            h = _core_draw(tf, seed, epoch, position)
             inside = tf.cast(hole, tf.float32)
-            n = tf.maximum(tf.reduce_sum(inside), 1.0)
-            mean = tf.reduce_sum(x * inside, axis=[0, 1], keepdims=True) / n
+            mean = tf.reduce_sum(x * inside, axis=[0, 1], keepdims=True) / tf.maximum(tf.reduce_sum(inside), 1.0)
             level = t_invert + (1.0 - t_invert) * h[1]
-            x = tf.where((h[0] < p_hole) & (inside > 0), tf.clip_by_value(x - mean + level, 0.0, 1.0), x)
+            if p_fill > 0.0 and target is not None:
+                tumour = tf.cast(target, tf.float32)
+                tumour_level = (tf.reduce_sum(x * tumour, axis=[0, 1], keepdims=True)
+                                / tf.maximum(tf.reduce_sum(tumour), 1.0))
+                level = tf.where(h[0] < p_hole, level, tumour_level)
+            x = tf.where((h[0] < p_hole + p_fill) & (inside > 0), tf.clip_by_value(x - mean + level, 0.0, 1.0), x)
         # the random curve through (0, 0) and `knots` points at 1/knots, 2/knots … 1
         values = tf.concat([[0.0], u[5:]], 0)
         t = x * knots

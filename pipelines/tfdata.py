@@ -113,8 +113,11 @@ def steps_per_epoch(store: Store, batch_size: int, cap: int | None = None) -> in
     return min(steps, cap) if cap else steps
 
 
-def _preprocess_fn(spec: PipelineSpec, augment: Any = None, geometry: Any = None) -> Any:
-    """``prepare(image H×W or H×W×3, mask H×W[, epoch, position])`` → model input and target."""
+def _preprocess_fn(spec: PipelineSpec, augment: Any = None, geometry: Any = None, filled: Any = None) -> Any:
+    """``prepare(image H×W or H×W×3, mask H×W[, epoch, position])`` → model input and target.
+
+    ``filled(epoch, position)`` (:func:`segkit.pipelines.contrast.make_core_fill`) says when a sample's
+    holes were filled with tumour and so are target."""
     from segkit.train.backend import load
 
     B = load()
@@ -134,18 +137,21 @@ def _preprocess_fn(spec: PipelineSpec, augment: Any = None, geometry: Any = None
         if geometry is not None and epoch is not None:
             image, mask = geometry(image, mask, epoch, position)
         if augment is not None and epoch is not None:
-            image = augment(image, epoch, position, tf.equal(mask, HOLE))
+            image = augment(image, epoch, position, tf.equal(mask, HOLE), tf.equal(mask, 1))
         if image.shape[-1] == 1:
             image = tf.image.grayscale_to_rgb(image)
         image = tf.cast(encoder_preprocess(image * 255.0), tf.float32)
-        return image, tf.cast((mask > 0) & tf.not_equal(mask, HOLE), tf.float32)
+        target = tf.not_equal(mask, HOLE)
+        if filled is not None and epoch is not None:
+            target = target | filled(epoch, position)
+        return image, tf.cast((mask > 0) & target, tf.float32)
 
     return prepare
 
 
 def _reader_dataset(store: Store, order: np.ndarray, spec: PipelineSpec, with_index: bool,
                     epoch: int | None = None, first_position: int = 0, cache: RowCache | None = None) -> Any:
-    from segkit.pipelines.contrast import make_contrast, make_dihedral
+    from segkit.pipelines.contrast import make_contrast, make_core_fill, make_dihedral
     from segkit.train.backend import load
 
     tf = load().tf
@@ -157,7 +163,8 @@ def _reader_dataset(store: Store, order: np.ndarray, spec: PipelineSpec, with_in
 
         neighbours = neighbour_rows(store.table)
 
-    holes = bool(spec.contrast and spec.contrast.get("hole", 0.0) > 0 and epoch is not None)
+    holes = bool(spec.contrast and (spec.contrast.get("hole", 0.0) > 0 or spec.contrast.get("fill", 0.0) > 0)
+                 and epoch is not None)
 
     def fresh(i: int) -> tuple[np.ndarray, np.ndarray]:
         if stacked:
@@ -180,7 +187,9 @@ def _reader_dataset(store: Store, order: np.ndarray, spec: PipelineSpec, with_in
 
     augment = make_contrast(spec.contrast, spec.seed) if (spec.contrast and epoch is not None) else None
     geometry = make_dihedral(spec.seed) if (spec.dihedral and epoch is not None) else None
-    prepare = _preprocess_fn(spec, augment, geometry)
+    filled = (make_core_fill(spec.contrast, spec.seed)
+              if (holes and spec.contrast and spec.contrast.get("fill", 0.0) > 0) else None)
+    prepare = _preprocess_fn(spec, augment, geometry, filled)
 
     def finish(i: Any, position: Any, image: Any, mask: Any) -> Any:
         if augment is not None or geometry is not None:

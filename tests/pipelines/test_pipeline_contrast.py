@@ -122,3 +122,77 @@ def test_hole_brightness_changes_only_the_hole_and_keeps_its_texture():
     np.testing.assert_array_equal(augment(image, 0, 0).numpy(), image)
     off = make_contrast(contrast_settings({"remap": 0.0, "p": 0.0, "hole": 0.0}), 0)
     np.testing.assert_array_equal(off(image, 0, 0, hole[..., None]).numpy(), image)
+
+
+def _textured_ring_image():
+    """A head with a bright tumour ring (0.6) around a darker core (0.3), both textured: image, hole, target."""
+    from segkit.pipelines.contrast import HOLE, hole_label
+
+    rng = np.random.default_rng(2)
+    labelled = hole_label(_ring())
+    image = _head()[..., 0].copy()
+    image[labelled == 1] = 0.6
+    image[labelled == HOLE] = 0.3
+    image = np.clip(image + rng.normal(0, 0.02, image.shape), 0, 1).astype(np.float32)[..., None]
+    return image, labelled == HOLE, labelled == 1, labelled
+
+
+def test_fill_gives_the_core_its_tumours_brightness_keeps_the_texture_and_makes_it_target():
+    from segkit.pipelines.contrast import make_core_fill
+
+    image, hole, target, _ = _textured_ring_image()
+    settings = contrast_settings({"remap": 0.0, "p": 0.0, "hole": 0.0, "fill": 1.0})
+    augment, filled = make_contrast(settings, 0), make_core_fill(settings, 0)
+    for position in range(4):
+        out = augment(image, 0, position, hole[..., None], target[..., None]).numpy()[..., 0]
+        np.testing.assert_array_equal(out[~hole], image[..., 0][~hole])
+        assert abs(out[hole].mean() - image[..., 0][target].mean()) < 1e-5  # the tumour's brightness
+        shift = out[hole] - image[..., 0][hole]
+        np.testing.assert_allclose(shift, shift[0], atol=1e-5)  # one offset: the core's texture is kept
+        assert bool(filled(0, position))
+
+
+def test_hole_and_fill_share_one_draw_so_adding_fill_keeps_every_redraw():
+    from segkit.pipelines.contrast import make_core_fill
+
+    image, hole, target, _ = _textured_ring_image()
+    redraw = make_contrast(contrast_settings({"remap": 0.0, "p": 0.0, "hole": 0.5}), 3)
+    both_settings = contrast_settings({"remap": 0.0, "p": 0.0, "hole": 0.5, "fill": 0.3})
+    both, filled = make_contrast(both_settings, 3), make_core_fill(both_settings, 3)
+    kinds = {"redrawn": 0, "filled": 0, "kept": 0}
+    for position in range(60):
+        alone = redraw(image, 1, position, hole[..., None]).numpy()
+        out = both(image, 1, position, hole[..., None], target[..., None]).numpy()
+        if not np.array_equal(alone, image):  # redrawn by hole: the same with fill on
+            np.testing.assert_array_equal(out, alone)
+            assert not bool(filled(1, position))
+            kinds["redrawn"] += 1
+        elif bool(filled(1, position)):
+            assert abs(out[..., 0][hole].mean() - image[..., 0][target].mean()) < 1e-5
+            kinds["filled"] += 1
+        else:
+            np.testing.assert_array_equal(out, image)
+            kinds["kept"] += 1
+    assert 15 <= kinds["redrawn"] <= 45 and kinds["filled"] >= 8 and kinds["kept"] >= 5  # about 30, 18 and 12
+
+
+def test_a_filled_core_is_target_in_the_training_pair_and_a_redrawn_one_is_not():
+    from segkit.pipelines.contrast import make_core_fill
+    from segkit.pipelines.tfdata import PipelineSpec, _preprocess_fn
+
+    image, hole, _, labelled = _textured_ring_image()
+    for fill, expected in ((1.0, (labelled > 0)), (0.0, (labelled == 1))):
+        settings = contrast_settings({"remap": 0.0, "p": 0.0, "hole": 1.0 - fill, "fill": fill})
+        spec = PipelineSpec(input_size=32, backbone="resnet18", batch_size=1, contrast=settings)
+        prepare = _preprocess_fn(spec, make_contrast(settings, 0), None, make_core_fill(settings, 0))
+        _, y = prepare(image[..., 0], labelled, 0, 7)
+        np.testing.assert_array_equal(y.numpy()[..., 0] > 0, expected)
+
+
+def test_hole_plus_fill_above_one_is_refused_before_training():
+    from segkit.errors import UsageError
+    from segkit.train.config import load_config
+
+    with pytest.raises(UsageError, match="hole .* fill"):
+        load_config("cpu-small", overrides={"data": {"contrast": {"hole": 0.6, "fill": 0.6}}})
+    assert load_config("cpu-small", overrides={"data": {"contrast": {"hole": 0.5, "fill": 0.5}}})
