@@ -21,7 +21,9 @@ bright, as on T2.  With probability ``fill`` (drawn from the same number, so
 ``hole`` + ``fill`` ≤ 1 and the two never meet) the holes get the brightness of
 the tumour around them instead, texture kept, and count as target for that
 sample (:func:`make_core_fill`): a cored tumour becomes a solid one, so a model
-whose only tumours of one weighting have a core still sees solid ones.  Apart
+whose only tumours of one weighting have a core still sees solid ones.  A
+redrawn core keeps at least ``hole_margin`` away from its tumour's brightness,
+so that a core which looks like tumour is never labelled "not target".  Apart
 from that fill, the mask never changes.
 
 The draws of a sample are ``tf.random.stateless_uniform`` seeded by
@@ -40,7 +42,7 @@ __all__ = ["CONTRAST_DEFAULTS", "HOLE", "contrast_settings", "hole_label", "make
 
 #: The settings ``data.contrast`` takes (any key left out takes this value).
 CONTRAST_DEFAULTS: dict[str, Any] = {"remap": 0.5, "knots": 5, "p": 0.5, "gamma": [0.7, 1.5], "scale": [0.9, 1.1],
-                                     "invert": 0.0, "invert_threshold": 0.1, "hole": 0.0, "fill": 0.0}
+                                     "invert": 0.0, "invert_threshold": 0.1, "hole": 0.0, "fill": 0.0, "hole_margin": 0.0}
 
 #: Value of a mask pixel that lies in a hole of the target (read with ``hole`` augmentation on; never a target).
 HOLE = 2
@@ -117,6 +119,7 @@ def make_contrast(settings: Mapping[str, Any], seed: int) -> Any:
     p_invert, t_invert = float(settings.get("invert", 0.0)), float(settings.get("invert_threshold", 0.1))
 
     p_hole, p_fill = float(settings.get("hole", 0.0)), float(settings.get("fill", 0.0))
+    margin = float(settings.get("hole_margin", 0.0))
 
     def augment(image: Any, epoch: Any, position: Any, hole: Any = None, target: Any = None) -> Any:
         key = tf.stack([tf.constant(int(seed), tf.int64), tf.cast(epoch, tf.int64) * 1_000_003 + tf.cast(position, tf.int64)])
@@ -131,10 +134,15 @@ def make_contrast(settings: Mapping[str, Any], seed: int) -> Any:
             inside = tf.cast(hole, tf.float32)
             mean = tf.reduce_sum(x * inside, axis=[0, 1], keepdims=True) / tf.maximum(tf.reduce_sum(inside), 1.0)
             level = t_invert + (1.0 - t_invert) * h[1]
-            if p_fill > 0.0 and target is not None:
+            if (p_fill > 0.0 or margin > 0.0) and target is not None:
                 tumour = tf.cast(target, tf.float32)
                 tumour_level = (tf.reduce_sum(x * tumour, axis=[0, 1], keepdims=True)
                                 / tf.maximum(tf.reduce_sum(tumour), 1.0))
+                if margin > 0.0:  # uniform on [t, tumour - margin] ∪ [tumour + margin, 1]
+                    below = tf.maximum(tumour_level - margin - t_invert, 0.0)
+                    above = tf.maximum(1.0 - tumour_level - margin, 0.0)
+                    v = h[1] * (below + above)
+                    level = tf.where(v < below, t_invert + v, tumour_level + margin + (v - below))
                 level = tf.where(h[0] < p_hole, level, tumour_level)
             x = tf.where((h[0] < p_hole + p_fill) & (inside > 0), tf.clip_by_value(x - mean + level, 0.0, 1.0), x)
         # the random curve through (0, 0) and `knots` points at 1/knots, 2/knots … 1

@@ -196,3 +196,13 @@ def test_hole_plus_fill_above_one_is_refused_before_training():
     with pytest.raises(UsageError, match="hole .* fill"):
         load_config("cpu-small", overrides={"data": {"contrast": {"hole": 0.6, "fill": 0.6}}})
     assert load_config("cpu-small", overrides={"data": {"contrast": {"hole": 0.5, "fill": 0.5}}})
+
+
+def test_a_redrawn_core_keeps_the_margin_from_its_tumours_brightness():
+    image, hole, target, _ = _textured_ring_image()
+    tumour = image[..., 0][target].mean()
+    augment = make_contrast(contrast_settings({"remap": 0.0, "p": 0.0, "hole": 1.0, "hole_margin": 0.2}), 0)
+    levels = [augment(image, 0, k, hole[..., None], target[..., None]).numpy()[..., 0][hole].mean() for k in range(40)]
+    levels = np.asarray(levels)
+    assert np.all(np.abs(levels - tumour) >= 0.2 - 1e-3)  # (clipping at 0 and 1 only moves a level away)
+    assert (levels < tumour).sum() >= 5 and (levels > tumour).sum() >= 5  # both sides are drawn
