@@ -139,9 +139,25 @@ def _train(root: Path, quick: bool) -> str:
     return result.summary()
 
 
+#: The run's predictor, built (and its graph traced) once for evaluate and predict: {key: predictor}.
+_PREDICTOR: dict[tuple[Any, ...], Any] = {}
+
+
+def _shared_predictor(run: Any, checkpoint: str) -> Any:
+    """``evaluate_run``/``predict_series``' ``load``: one predictor per run weights file, reused by the next step."""
+    from segkit.train.evaluate import load_run_predictor
+
+    weights = run.path / "best.weights.h5"
+    key = (str(run.path.resolve()), checkpoint, weights.stat().st_mtime_ns if weights.exists() else None)
+    if key not in _PREDICTOR:
+        _PREDICTOR.clear()
+        _PREDICTOR[key] = load_run_predictor(run, checkpoint)
+    return _PREDICTOR[key]
+
+
 def _evaluate(root: Path, quick: bool) -> str:
     (evaluate_run,) = _library("evaluate", "segkit.train.evaluate", "evaluate_run")
-    doc = evaluate_run(root / "run", root / "slices.zarr", "test", out=root / "evaluation")
+    doc = evaluate_run(root / "run", root / "slices.zarr", "test", out=root / "evaluation", load=_shared_predictor)
     p = doc["pooled"]
     return (f"{doc['patients']} test patient{'' if doc['patients'] == 1 else 's'}, {doc['slices']} slices: Dice {p['dice']:.3f}, IoU {p['iou']:.3f}, "
             f"precision {p['precision']:.3f}, recall {p['recall']:.3f} -> {root / 'evaluation'}")
@@ -167,7 +183,11 @@ def _test_series_folder(root: Path) -> Path:
 
 def _predict(root: Path, quick: bool) -> str:
     (predict_series,) = _library("predict", "segkit.train.predict", "predict_series")
-    result = predict_series(root / "run", _test_series_folder(root), root / "prediction-seg.dcm")
+    try:
+        result = predict_series(root / "run", _test_series_folder(root), root / "prediction-seg.dcm",
+                                load=_shared_predictor)
+    finally:
+        _PREDICTOR.clear()  # the model is not needed after the last step
     return result.summary()
 
 

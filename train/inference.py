@@ -94,20 +94,28 @@ class RunPredictor:
         views = TTA_VIEWS[self.tta]
         tf = self._tf
 
-        def view(x: Any, turns: int, flip: bool) -> Any:
-            x = tf.image.rot90(x, turns) if turns else x
-            return tf.reverse(x, [2]) if flip else x
+        table = tf.constant([[turns, int(flip)] for turns, flip in views], tf.int32)
 
-        def unview(x: Any, turns: int, flip: bool) -> Any:
-            x = tf.reverse(x, [2]) if flip else x
-            return tf.image.rot90(x, -turns % 4) if turns else x
+        def prepared(images: Any) -> Any:
+            return tf.map_fn(lambda im: self._prepare(im, tf.zeros(tf.shape(im)[:2], tf.uint8))[0], images,
+                             fn_output_signature=tf.float32)
+
+        def mean_over_views(x: Any) -> Any:
+            # One model call in a loop over the views (traced once, memory of one batch), each view turned back.
+            total = tf.zeros_like(x[..., :1])
+            for k in tf.range(len(views)):
+                turns, flip = table[k, 0], table[k, 1] > 0
+                v = tf.image.rot90(x, turns)
+                v = tf.cond(flip, lambda: tf.reverse(v, [2]), lambda: v)
+                prob = self.model(tf.ensure_shape(v, x.shape), training=False)
+                prob = tf.cond(flip, lambda: tf.reverse(prob, [2]), lambda: prob)
+                total += tf.ensure_shape(tf.image.rot90(prob, (4 - turns) % 4), total.shape)
+            return total / float(len(views))
 
         @tf.function(reduce_retracing=True)
         def forward(images: Any) -> Any:
-            x = tf.map_fn(lambda im: self._prepare(im, tf.zeros(tf.shape(im)[:2], tf.uint8))[0], images,
-                          fn_output_signature=tf.float32)
-            prob = tf.add_n([unview(self.model(view(x, t, f), training=False), t, f) for t, f in views])
-            prob = prob / float(len(views))
+            x = prepared(images)
+            prob = self.model(x, training=False) if len(views) == 1 else mean_over_views(x)
             prob = tf.image.resize(prob, tf.shape(images)[1:3], method="bilinear")
             return tf.clip_by_value(prob[..., 0], 0.0, 1.0)
 
