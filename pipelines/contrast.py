@@ -62,22 +62,11 @@ def hole_label(mask: "np.ndarray") -> "np.ndarray":
 
 
 def contrast_settings(config: Mapping[str, Any] | None) -> dict[str, Any] | None:
-    """``data.contrast`` with every key explicit, or ``None`` when it is off.
-
-    Raises
-    ------
-    UsageError
-        ``hole`` + ``fill`` exceeds 1 (they share one draw per sample).
-    """
+    """``data.contrast`` with every key explicit, or ``None`` when it is off (checked by
+    :func:`segkit.train.config.resolve`, which also refuses ``hole`` + ``fill`` above 1)."""
     if config is None:
         return None
-    settings = {**CONTRAST_DEFAULTS, **dict(config)}
-    if float(settings["hole"]) + float(settings["fill"]) > 1.0:
-        from segkit.errors import UsageError
-
-        raise UsageError("data.contrast", f"hole ({settings['hole']}) + fill ({settings['fill']}) must not exceed 1: "
-                                          "a sample's core is either redrawn, filled or left as it is")
-    return settings
+    return {**CONTRAST_DEFAULTS, **dict(config)}
 
 
 def _core_draw(tf: Any, seed: int, epoch: Any, position: Any) -> Any:

@@ -176,8 +176,9 @@ def resolve(config: dict[str, Any], what: str = "config") -> dict[str, Any]:
     out["train"]["max_time"] = parse_duration(out["train"].get("max_time"))
     _validate(out, what)
     contrast = out["data"].get("contrast") or {}
-    if float(contrast.get("hole", 0.0)) + float(contrast.get("fill", 0.0)) > 1.0:
-        raise UsageError(what, f"data.contrast.hole ({contrast['hole']}) + fill ({contrast['fill']}) must not exceed 1: "
+    hole, fill = float(contrast.get("hole", 0.0)), float(contrast.get("fill", 0.0))
+    if hole + fill > 1.0:  # one draw per sample decides: redrawn core, filled core or neither
+        raise UsageError(what, f"data.contrast.hole ({hole:g}) + fill ({fill:g}) must not exceed 1: "
                                "a sample's core is either redrawn, filled or left as it is.")
     return out
 

@@ -16,6 +16,13 @@ import click
 _TRAIN_BLOCKS = ("transformer", "se", "cbam", "attention-gate", "resnext")
 
 
+#: evaluate's and predict's --tta (segkit.train.inference.resolve_tta).
+_tta_option = click.option(
+    "--tta", type=click.Choice(["auto", "none", "flips", "dihedral"]), default="auto", show_default=True,
+    help="Test-time augmentation: the mean over flips (4 views) or all flips and quarter turns (8); "
+         "auto = dihedral for a run trained on them (cpu-small), else none.")
+
+
 @click.command()
 @click.argument("store", type=click.Path(path_type=Path))
 @click.argument("run_dir", type=click.Path(path_type=Path, file_okay=False))
@@ -141,9 +148,7 @@ def ablate(store: Path, out: Path, folds: int | None, config_file: Path | None, 
 @click.option("--compare", "compare", multiple=True, type=click.Path(path_type=Path, file_okay=False),
               help="Another run to set beside this one in compare.md/.csv (repeat for more).")
 @click.option("--no-overlays", is_flag=True, help="Skip the best/worst-slice PNGs.")
-@click.option("--tta", type=click.Choice(["auto", "none", "flips", "dihedral"]), default="auto", show_default=True,
-              help="Test-time augmentation: the mean over flips (4 views) or all flips and quarter turns (8); "
-                   "auto = dihedral for a run trained on them (cpu-small), else none.")
+@_tta_option
 @click.option("--force", is_flag=True, help="Replace the report folder if it exists.")
 def evaluate(run_dir: Path, store: Path, split: str, threshold: float, out: Path | None, checkpoint: str,
              compare: tuple[Path, ...], no_overlays: bool, tta: str, force: bool) -> None:
@@ -181,9 +186,7 @@ def evaluate(run_dir: Path, store: Path, split: str, threshold: float, out: Path
               help="Probability at or above which a pixel is tumour (binary SEG).")
 @click.option("--fractional", is_flag=True, help="Write the probabilities (FRACTIONAL SEG) instead of a binary mask.")
 @click.option("--checkpoint", type=click.Choice(["best", "latest"]), default="best", show_default=True)
-@click.option("--tta", type=click.Choice(["auto", "none", "flips", "dihedral"]), default="auto", show_default=True,
-              help="Test-time augmentation: the mean over flips (4 views) or all flips and quarter turns (8); "
-                   "auto = dihedral for a run trained on them (cpu-small), else none.")
+@_tta_option
 @click.option("--force", is_flag=True, help="Replace OUT if it exists.")
 def predict(run_dir: Path, series_dir: Path, out: Path, roi_label: str, threshold: float, fractional: bool,
             checkpoint: str, tta: str, force: bool) -> None:
