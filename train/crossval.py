@@ -197,14 +197,16 @@ def evaluate_folds(parent: str | Path, store: str | Path, split: str = "test", t
         if not (run_dir / "best.weights.h5").is_file():
             raise InputError(str(run_dir), "has not trained yet; run segkit train --folds … --resume first")
         run = read_run(run_dir)
+        # one predictor per fold, for its own report and for the pooled one (built and traced once)
+        predictor = (load or predictor_loader(tta))(run, checkpoint)
         doc = evaluate_run(run_dir, store, split, threshold, run_dir / f"eval-{split}", checkpoint=checkpoint,
-                           overlays=overlays, overwrite=True, progress=progress, tta=tta, load=load)
+                           overlays=overlays, overwrite=True, progress=progress, tta=tta,
+                           load=lambda _run, _checkpoint, built=predictor: built)
         view = with_split(opened, run.config["data"]["split"])
         held = check_held_out(run, view, split)
         if seen & set(held):
             raise InputError(str(parent), f"patient {sorted(seen & set(held))[0]} is held out by two folds")
         seen |= set(held)
-        predictor = (load or predictor_loader(tta))(run, checkpoint)
         cases += store_cases(view, split, predictor.predict)
         p = doc["pooled"]
         rows.append({"fold": fold["fold"], "run": fold["dir"], "test_patients": " ".join(held),
